@@ -1,0 +1,197 @@
+"""The command line: ``python launch.py`` and the ``lift3d`` console script are this.
+
+    lift3d --config configs/dreamfusion-bundled.yaml --train system.prompt_processor.prompt="a red house"
+    lift3d --config outputs/<name>/<trial>/configs/parsed.yaml --test resume=outputs/<name>/<trial>
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from lift3d.errors import Lift3DError, RunError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="lift3d",
+        description="Text- and image-to-3D by score distillation. Overrides are key=value pairs, e.g. "
+        'system.prompt_processor.prompt="a red house" trainer.max_steps=500',
+    )
+    ap.add_argument("--config", required=True, help="YAML preset, or a trial's configs/parsed.yaml")
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--train", action="store_true", help="optimise, then render the test turntable")
+    mode.add_argument("--validate", action="store_true", help="render the validation views of a checkpoint")
+    mode.add_argument("--test", action="store_true", help="render the test turntable (PNG frames + mp4) of a checkpoint")
+    mode.add_argument("--export", action="store_true", help="export a mesh of a checkpoint into the trial's save/ folder")
+    ap.add_argument("--gpu", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', or GPU ids like 0 or 0,1")
+    ap.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="import a file that registers modules (repeatable)")
+    ap.add_argument("overrides", nargs="*", help="config overrides key=value")
+    return ap
+
+
+def _trial_tag(cfg) -> str:
+    if cfg.tag:
+        return cfg.tag
+    prompt = getattr(getattr(cfg.system, "prompt_processor", None), "prompt", "") or "run"
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", prompt.strip()).strip("_")[:80] or "run"
+
+
+def resolve_resume(resume: str | None) -> tuple[Path | None, Path | None]:
+    """(checkpoint file, its trial directory or None) for ``resume=``."""
+    if not resume:
+        return None, None
+    path = Path(resume)
+    if path.is_dir():
+        ckpt = path / "ckpts" / "last.ckpt"
+        if not ckpt.is_file():
+            raise RunError(f"no checkpoint in {path}: {ckpt} does not exist; pass a trial directory that has trained, or a .ckpt file")
+        return ckpt, path
+    if not path.is_file():
+        raise RunError(f"resume={resume}: no such checkpoint or trial directory; pass an existing .ckpt file or trial directory")
+    trial = path.parent.parent if path.parent.name == "ckpts" and (path.parent.parent / "configs").is_dir() else None
+    return path, trial
+
+
+def _accelerator(gpu: str) -> tuple[str, object]:
+    import torch
+
+    if gpu == "auto":
+        return ("gpu", "auto") if torch.cuda.is_available() else ("cpu", 1)
+    if gpu == "cpu":
+        return "cpu", 1
+    ids = [int(x) for x in gpu.split(",") if x.strip()]
+    if not torch.cuda.is_available():
+        raise RunError(f"--gpu {gpu}: no CUDA device is available; use --gpu cpu or --gpu auto")
+    return "gpu", ids
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from lift3d.config import dump_yaml, load_mapping, parse
+    from lift3d.experiment import ExperimentConfig
+    from lift3d.registry import load_plugin_file
+
+    for plugin in args.plugin:
+        load_plugin_file(plugin)
+    cfg = parse(ExperimentConfig, load_mapping(args.config, args.overrides))
+    ckpt, resumed_trial = resolve_resume(cfg.resume)
+    if not args.train and ckpt is None:
+        raise RunError("--validate/--test/--export need a checkpoint: add resume=<trial directory or .ckpt file>")
+    accelerator, devices = _accelerator(args.gpu)
+
+    import lightning.pytorch as pl
+    import torch
+
+    from lift3d.registry import find
+    from lift3d.systems.base import BaseLift3DSystem
+
+    if accelerator == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    pl.seed_everything(cfg.seed, verbose=False)
+    # everything that can fail on bad input (modules, prior, prompt) is built before any file is written
+    datamodule = find(cfg.data_type, pl.LightningDataModule)(cfg.data)
+    system = find(cfg.system_type, BaseLift3DSystem)(cfg.system)
+
+    if resumed_trial is not None:
+        trial = resumed_trial
+    else:
+        stamp = time.strftime("@%Y%m%d-%H%M%S") if cfg.use_timestamp else ""
+        trial = Path(cfg.exp_root_dir) / cfg.name / f"{_trial_tag(cfg)}{stamp}"
+    from lift3d.utils.io import atomic_write_text
+
+    try:
+        (trial / "configs").mkdir(parents=True, exist_ok=True)
+        if not (trial / "configs" / "parsed.yaml").exists():
+            atomic_write_text(trial / "configs" / "parsed.yaml", dump_yaml(cfg))
+    except OSError as exc:
+        raise RunError(f"cannot write the trial directory {trial}: {exc.strerror}; choose another exp_root_dir") from exc
+    system.save_dir = trial / "save"
+
+    trainer = _make_trainer(cfg, trial, accelerator, devices)
+    ckpt_path = str(ckpt) if ckpt is not None else None
+    if args.train:
+        interrupt = next(cb for cb in trainer.callbacks if cb.__class__.__name__ == "InterruptCheckpoint")
+        trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
+        if interrupt.saved_path is not None:
+            print(f"interrupted at step {trainer.global_step}: checkpoint written to {interrupt.saved_path}\n"
+                  f"resume with: python launch.py --config {trial / 'configs' / 'parsed.yaml'} --train resume={trial}")
+            return 130
+        trainer.save_checkpoint(trial / "ckpts" / "last.ckpt")
+        trainer.test(system, datamodule=datamodule)
+    elif args.validate:
+        trainer.validate(system, datamodule=datamodule, ckpt_path=ckpt_path)
+    elif args.test:
+        trainer.test(system, datamodule=datamodule, ckpt_path=ckpt_path)
+    elif args.export:
+        from lift3d.export.mesh_export import export_system
+
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        system.load_state_dict(state["state_dict"])
+        paths = export_system(system, trial / "save")
+        for p in paths:
+            print(f"exported {p}")
+    print(f"outputs are in {trial}")
+    return 0
+
+
+def _make_trainer(cfg, trial: Path, accelerator: str, devices):
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lift3d.trainer_callbacks import AtomicCheckpointIO, InterruptCheckpoint
+
+    loggers = [CSVLogger(str(trial), name="csv_logs", version="")]
+    try:
+        import tensorboard  # noqa: F401
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(str(trial), name="tb_logs", version=""))
+    except ImportError:
+        pass
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=str(trial / "ckpts"),
+            filename="step{step:06d}",
+            auto_insert_metric_name=False,
+            every_n_train_steps=cfg.checkpoint.every_n_train_steps,
+            save_top_k=cfg.checkpoint.save_top_k,
+            save_last=True,
+        ),
+        InterruptCheckpoint(trial / "ckpts"),
+    ]
+    return pl.Trainer(
+        max_steps=cfg.trainer.max_steps,
+        val_check_interval=cfg.trainer.val_check_interval,
+        check_val_every_n_epoch=None,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        num_sanity_val_steps=0,
+        accelerator=accelerator,
+        devices=devices,
+        precision=cfg.trainer.precision,
+        logger=loggers,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=cfg.trainer.enable_progress_bar,
+        enable_model_summary=False,
+        inference_mode=False,  # analytic normals need autograd during validation and test
+        default_root_dir=str(trial),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = run(argv)
+    except Lift3DError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

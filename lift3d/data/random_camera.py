@@ -1,0 +1,163 @@
+"""``random-camera-datamodule``: random training cameras around the origin, fixed evaluation orbits."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from lift3d.config import Scheduled, resolve
+from lift3d.data.batch import CameraBatch
+from lift3d.data.camera_math import (
+    look_at,
+    projection_matrix,
+    rays_from_cameras,
+    sample_elevation,
+    sample_point_lights,
+    spherical_to_position,
+    uniform,
+)
+from lift3d.registry import register
+
+
+@dataclass
+class RandomCameraConfig:
+    """Camera distribution for training and the evaluation orbits."""
+
+    resolution: Scheduled = 64
+    """Training image size (square); may be scheduled, e.g. [[0, 64], [5000, 128]]."""
+    batch_size: int = 1
+    """Training cameras per step."""
+    elevation_range: tuple[float, float] = (-10.0, 90.0)
+    """Training elevation range (degrees)."""
+    elevation_uniform_on_sphere: bool = True
+    """Sample elevation with equal weight per area of the viewing sphere (else uniform in degrees)."""
+    azimuth_range: tuple[float, float] = (-180.0, 180.0)
+    """Training azimuth range (degrees); 0 is the object's front."""
+    camera_distance_range: tuple[float, float] = (1.0, 1.5)
+    """Training camera distance range."""
+    fovy_range: tuple[float, float] = (40.0, 70.0)
+    """Training vertical field of view range (degrees)."""
+    light_distance_range: tuple[float, float] = (0.8, 1.5)
+    """Distance of the point light from the origin."""
+    light_position_perturb: float = 1.0
+    """Noise added to the camera direction to place the light."""
+    eval_resolution: int = 64
+    """Validation and test image size."""
+    eval_elevation: float = 15.0
+    """Elevation of the evaluation orbit (degrees)."""
+    eval_camera_distance: float = 1.25
+    """Distance of the evaluation cameras."""
+    eval_fovy: float = 55.0
+    """Field of view of the evaluation cameras (degrees)."""
+    n_val_views: int = 4
+    """Cameras in each validation (evenly spaced in azimuth)."""
+    n_test_views: int = 60
+    """Frames of the test turntable."""
+
+
+def make_batch(
+    elevation: torch.Tensor,
+    azimuth: torch.Tensor,
+    distance: torch.Tensor,
+    fovy: torch.Tensor,
+    light_position: torch.Tensor,
+    resolution: int,
+    index: torch.Tensor | None = None,
+) -> CameraBatch:
+    """A :class:`CameraBatch` for the given camera parameters."""
+    position = spherical_to_position(elevation, azimuth, distance)
+    c2w = look_at(position)
+    rays_o, rays_d = rays_from_cameras(c2w, resolution, resolution, fovy)
+    mvp = projection_matrix(fovy) @ torch.linalg.inv(c2w)
+    if index is None:
+        index = torch.zeros(elevation.shape[0], dtype=torch.long)
+    return CameraBatch(rays_o, rays_d, c2w, mvp, elevation, azimuth, distance, fovy, light_position, index)
+
+
+class RandomCameraIterable(IterableDataset):
+    """Endless stream of random camera batches; randomness from torch's global RNG (restored on resume)."""
+
+    def __init__(self, cfg: RandomCameraConfig) -> None:
+        self.cfg = cfg
+        self.global_step = 0
+
+    def update_step(self, global_step: int) -> None:
+        self.global_step = global_step
+
+    def sample(self) -> CameraBatch:
+        c = self.cfg
+        b = c.batch_size
+        if c.elevation_uniform_on_sphere:
+            elev = sample_elevation(b, *c.elevation_range)
+        else:
+            elev = uniform(b, *c.elevation_range)
+        azim = uniform(b, *c.azimuth_range)
+        dist = uniform(b, *c.camera_distance_range)
+        fovy = uniform(b, *c.fovy_range)
+        light = sample_point_lights(spherical_to_position(elev, azim, dist), c.light_distance_range, c.light_position_perturb)
+        res = int(round(resolve(c.resolution, self.global_step)))
+        return make_batch(elev, azim, dist, fovy, light, res)
+
+    def __iter__(self):
+        while True:
+            yield self.sample()
+
+
+class OrbitDataset(Dataset):
+    """``n`` cameras evenly spaced in azimuth at a fixed elevation, one batch each, starting at the front."""
+
+    def __init__(self, cfg: RandomCameraConfig, n: int) -> None:
+        self.cfg, self.n = cfg, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> CameraBatch:
+        c = self.cfg
+        azim = torch.tensor([360.0 * i / self.n]).remainder(360.0)
+        azim = torch.where(azim >= 180.0, azim - 360.0, azim)
+        elev = torch.tensor([c.eval_elevation])
+        dist = torch.tensor([c.eval_camera_distance])
+        fovy = torch.tensor([c.eval_fovy])
+        # evaluation light: from the camera, a little above it, at the farthest training distance
+        light = torch.nn.functional.normalize(spherical_to_position(elev + 30.0, azim, dist), dim=-1) * max(c.light_distance_range)
+        return make_batch(elev, azim, dist, fovy, light, c.eval_resolution, index=torch.tensor([i]))
+
+
+@register("random-camera-datamodule")
+class RandomCameraDataModule(pl.LightningDataModule):
+    Config = RandomCameraConfig
+
+    def __init__(self, cfg: RandomCameraConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.train_dataset = RandomCameraIterable(cfg)
+        self.val_dataset = OrbitDataset(cfg, cfg.n_val_views)
+        self.test_dataset = OrbitDataset(cfg, cfg.n_test_views)
+
+    @classmethod
+    def check_config(cls, cfg: RandomCameraConfig, path: str) -> None:
+        from lift3d.errors import ConfigError
+
+        for name in ("elevation_range", "azimuth_range", "camera_distance_range", "fovy_range", "light_distance_range"):
+            lo, hi = getattr(cfg, name)
+            if lo > hi:
+                raise ConfigError(f"{path}.{name}: lower bound {lo} is above upper bound {hi}; write [low, high]")
+        if cfg.batch_size < 1:
+            raise ConfigError(f"{path}.batch_size: must be at least 1, got {cfg.batch_size}")
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_dataset, batch_size=None, num_workers=0)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_dataset, batch_size=None, shuffle=False, num_workers=0)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_dataset, batch_size=None, shuffle=False, num_workers=0)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

@@ -1,0 +1,217 @@
+"""Multiresolution hash encoding (Instant-NGP), pure PyTorch with a hand-written backward.
+
+Level ``l`` has resolution ``floor(base_resolution * per_level_scale**l)``; a point in
+[0, 1]^3 is interpolated trilinearly from the 8 corners of its cell. Levels whose grid fits
+in the table are indexed densely, finer ones through the spatial hash
+``(x * 1) ^ (y * 2654435761) ^ (z * 805459861) mod T``. The hash is computed in int32 with
+wrap-around multiplication, which keeps the low bits (all that the modulo by a power of two
+keeps) identical to the 64-bit formula.
+
+The autograd function stores the corner indices and weights of every level, and its backward
+scatters with one ``index_add`` per level (autograd's own backward of an indexing op is
+several times slower here). Its backward is built of differentiable operations, so
+analytic normals (a gradient with respect to the input) can be trained through.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+from jaxtyping import Float
+from torch import Tensor
+
+PRIMES = (1, 2654435761, 805459861)
+
+
+def _int32(v: int) -> int:
+    return v - 2**32 if v >= 2**31 else v
+
+
+@dataclass
+class HashGridConfig:
+    """Options of the hash-grid encoding."""
+
+    n_levels: int = 16
+    """Number of resolution levels."""
+    n_features_per_level: int = 2
+    """Features stored per table entry."""
+    log2_hashmap_size: int = 19
+    """log2 of the number of entries of each hashed level's table."""
+    base_resolution: int = 16
+    """Grid resolution of the coarsest level."""
+    per_level_scale: float = 1.4472692374403782
+    """Resolution growth factor between levels (default: 16 -> 2048 over 16 levels)."""
+    init_scale: float = 1e-4
+    """Table entries start uniform in [-init_scale, init_scale]."""
+    implementation: Literal["torch", "tcnn", "auto"] = "torch"
+    """``torch``: the pure-PyTorch reference; ``tcnn``: tiny-cuda-nn (CUDA only);
+    ``auto``: tiny-cuda-nn when installed and running on CUDA, else torch."""
+
+
+def level_layout(cfg: HashGridConfig) -> list[tuple[int, int, bool]]:
+    """(resolution, table size, dense?) of every level."""
+    table = 2**cfg.log2_hashmap_size
+    out = []
+    for level in range(cfg.n_levels):
+        res = int(math.floor(cfg.base_resolution * cfg.per_level_scale**level))
+        res = max(res, 2)
+        if res**3 <= table:
+            out.append((res, res**3, True))
+        else:
+            out.append((res, table, False))
+    return out
+
+
+def corner_indices_and_weights(x: Tensor, res: int, size: int, dense: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Corner table indices (N, 8) int64, trilinear weights (N, 8) and cell fractions (N, 3)."""
+    pos = x * (res - 1)
+    p0 = pos.floor().clamp(0, res - 2)
+    frac = pos - p0
+    p0i = p0.to(torch.int32)
+    if dense:
+        mult = (1, res, res * res)
+        per_dim = [(p0i[:, d] * mult[d], p0i[:, d] * mult[d] + mult[d]) for d in range(3)]
+        combine = torch.add
+    else:
+        per_dim = []
+        for d in range(3):
+            a = p0i[:, d] * _int32(PRIMES[d])
+            per_dim.append((a, a + _int32(PRIMES[d])))
+        combine = torch.bitwise_xor
+    hx, hy, hz = per_dim
+    corners = []
+    for c in range(8):
+        corners.append(combine(combine(hx[c & 1], hy[(c >> 1) & 1]), hz[(c >> 2) & 1]))
+    idx = torch.stack(corners, dim=1)
+    if not dense:
+        idx = idx & (size - 1)
+    wx = (1 - frac[:, 0], frac[:, 0])
+    wy = (1 - frac[:, 1], frac[:, 1])
+    wz = (1 - frac[:, 2], frac[:, 2])
+    w = torch.stack([wx[c & 1] * wy[(c >> 1) & 1] * wz[(c >> 2) & 1] for c in range(8)], dim=1)
+    return idx.long(), w, frac
+
+
+def _gather(table: Tensor, idx: Tensor) -> Tensor:
+    """table[idx] for idx (N, 8) -> (N, 8, F); two float32 features move as one float64."""
+    n_feat = table.shape[1]
+    if table.dtype == torch.float32 and n_feat == 2 and table.is_contiguous():
+        return torch.index_select(table.view(torch.float64).view(-1), 0, idx.view(-1)).view(torch.float32).view(*idx.shape, 2)
+    return torch.index_select(table, 0, idx.view(-1)).view(*idx.shape, n_feat)
+
+
+def _weight_grads(frac: Tensor) -> Tensor:
+    """d w_c / d frac_d for the 8 corners: (N, 8, 3)."""
+    f = frac
+    one = (1 - f, f)
+    sign = (-1.0, 1.0)
+    out = []
+    for c in range(8):
+        bits = (c & 1, (c >> 1) & 1, (c >> 2) & 1)
+        gx = sign[bits[0]] * one[bits[1]][:, 1] * one[bits[2]][:, 2]
+        gy = one[bits[0]][:, 0] * sign[bits[1]] * one[bits[2]][:, 2]
+        gz = one[bits[0]][:, 0] * one[bits[1]][:, 1] * sign[bits[2]]
+        out.append(torch.stack([gx, gy, gz], dim=-1))
+    return torch.stack(out, dim=1)
+
+
+class _HashGridFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, table: Tensor, layout: list, offsets: list[int]) -> Tensor:
+        outs, saved = [], []
+        for (res, size, dense), off in zip(layout, offsets):
+            idx, w, frac = corner_indices_and_weights(x, res, size, dense)
+            feats = _gather(table[off : off + size], idx)
+            outs.append(torch.bmm(w[:, None, :], feats)[:, 0])
+            saved += [idx, w, frac]
+        ctx.layout, ctx.offsets = layout, offsets
+        ctx.save_for_backward(x, table, *saved)
+        return torch.cat(outs, dim=1)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, table, *saved = ctx.saved_tensors
+        n_feat = table.shape[1]
+        grad_table = grad_x = None
+        g_levels = grad_out.split(n_feat, dim=1)
+        if ctx.needs_input_grad[1]:
+            grad_table = torch.zeros_like(table)
+            for level, ((res, size, dense), off) in enumerate(zip(ctx.layout, ctx.offsets)):
+                idx, w = saved[3 * level], saved[3 * level + 1]
+                g = g_levels[level]
+                if torch.is_grad_enabled():  # double backward: keep the scatter differentiable
+                    contrib = (w[:, :, None] * g[:, None, :]).reshape(-1, n_feat)
+                    grad_table[off : off + size].index_add_(0, idx.view(-1), contrib)
+                else:  # bincount is several times faster than index_add_ on CPU
+                    flat = idx.view(-1)
+                    for f in range(n_feat):
+                        contrib = (w * g[:, f : f + 1]).view(-1)
+                        grad_table[off : off + size, f] = torch.bincount(flat, contrib, minlength=size).to(table.dtype)
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.zeros_like(x)
+            for level, ((res, size, dense), off) in enumerate(zip(ctx.layout, ctx.offsets)):
+                idx, frac = saved[3 * level], saved[3 * level + 2]
+                feats = _gather(table[off : off + size], idx)  # (N, 8, F)
+                dfeat = (feats * g_levels[level][:, None, :]).sum(-1)  # (N, 8)
+                grad_x = grad_x + torch.einsum("nc,ncd->nd", dfeat, _weight_grads(frac)) * (res - 1)
+        return grad_x, grad_table, None, None
+
+
+class HashGridEncoding(nn.Module):
+    """Hash-grid encoding of points in [0, 1]^3 to ``n_levels * n_features_per_level`` features."""
+
+    def __init__(self, cfg: HashGridConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.n_output_dims = cfg.n_levels * cfg.n_features_per_level
+        self.backend = self._choose_backend(cfg.implementation)
+        if self.backend == "tcnn":
+            self._tcnn = _make_tcnn(cfg)
+            return
+        self.layout = level_layout(cfg)
+        sizes = [size for _, size, _ in self.layout]
+        self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        table = torch.empty(sum(sizes), cfg.n_features_per_level).uniform_(-cfg.init_scale, cfg.init_scale)
+        self.table = nn.Parameter(table)
+
+    @staticmethod
+    def _choose_backend(choice: str) -> str:
+        if choice == "torch":
+            return "torch"
+        try:
+            import tinycudann  # noqa: F401
+
+            available = torch.cuda.is_available()
+        except ImportError:
+            available = False
+        if choice == "tcnn" and not available:
+            from lift3d.errors import ConfigError
+
+            raise ConfigError("hash grid implementation 'tcnn' needs tiny-cuda-nn and CUDA; install tinycudann or set implementation=torch")
+        return "tcnn" if available else "torch"
+
+    def forward(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, "N D"]:
+        if self.backend == "tcnn":
+            return self._tcnn(x).float()
+        x = x.clamp(0.0, 1.0)
+        return _HashGridFunction.apply(x, self.table, self.layout, self.offsets)
+
+
+def _make_tcnn(cfg: HashGridConfig):
+    import tinycudann as tcnn
+
+    return tcnn.Encoding(
+        3,
+        {
+            "otype": "HashGrid",
+            "n_levels": cfg.n_levels,
+            "n_features_per_level": cfg.n_features_per_level,
+            "log2_hashmap_size": cfg.log2_hashmap_size,
+            "base_resolution": cfg.base_resolution,
+            "per_level_scale": cfg.per_level_scale,
+        },
+    )

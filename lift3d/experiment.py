@@ -1,0 +1,64 @@
+"""The top-level experiment config: which system and data, how to train, where to write."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from lift3d.config import module_field
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning trainer settings."""
+
+    max_steps: int = 10000
+    """Optimisation steps."""
+    val_check_interval: int = 200
+    """Steps between validations."""
+    log_every_n_steps: int = 10
+    """Steps between metric logs."""
+    precision: str = "32-true"
+    """Lightning precision setting (e.g. 16-mixed on GPUs)."""
+    enable_progress_bar: bool = True
+    """Show a progress bar."""
+
+
+@dataclass
+class CheckpointConfig:
+    """When checkpoints are written (always ``ckpts/last.ckpt`` at the end and on Ctrl-C)."""
+
+    every_n_train_steps: int = 1000
+    """Steps between checkpoints."""
+    save_top_k: int = -1
+    """How many periodic checkpoints to keep (-1: all)."""
+
+
+@dataclass
+class ExperimentConfig:
+    """A run: ``outputs/<name>/<tag>@<timestamp>/``."""
+
+    name: str = "default"
+    """Experiment name (first level of the output folder)."""
+    tag: str = ""
+    """Trial name; empty: derived from the prompt."""
+    seed: int = 0
+    """Seed of every random generator."""
+    exp_root_dir: str = "outputs"
+    """Root folder of all runs."""
+    use_timestamp: bool = True
+    """Append @<timestamp> to the trial folder."""
+    resume: Optional[str] = None
+    """Checkpoint file or trial directory to resume from (full state: weights, optimizer, step, RNG)."""
+    data_type: str = "random-camera-datamodule"
+    """Registered data module."""
+    data: object = module_field("data_type", "lightning.pytorch.LightningDataModule")
+    """Config of the data module."""
+    system_type: str = "dreamfusion-system"
+    """Registered system (method)."""
+    system: object = module_field("system_type", "lift3d.systems.base.BaseLift3DSystem")
+    """Config of the system."""
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    """Trainer settings."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Checkpoint settings."""

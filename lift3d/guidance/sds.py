@@ -1,0 +1,148 @@
+"""``diffusers-sds-guidance``: Score Distillation Sampling (DreamFusion) over any diffusers-layout prior.
+
+A prior with a ``vae/`` is a latent prior: the render is resized to the VAE's input size and
+encoded. Without one it is a pixel prior: the render is resized to the UNet's sample size and
+mapped to [-1, 1]. Either way ``x`` is what the UNet denoises, and the loss is formed as
+``sum(stopgrad(g) * x) / B`` with ``g = w(t) * (eps_hat - eps)``, so its gradient with respect
+to ``x`` is exactly ``g / B``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from lift3d.config import Scheduled, resolve
+from lift3d.data.batch import CameraBatch
+from lift3d.errors import PriorError
+from lift3d.guidance.base import BaseGuidance, GuidanceOutput
+from lift3d.guidance.diffusers_prior import FrozenPrior, load_frozen_prior
+from lift3d.guidance.prior_path import resolve_prior_path
+from lift3d.prompts.base import PromptEmbeddings
+from lift3d.registry import register
+
+
+def sds_weight(kind: str, alphas_cumprod_t: Tensor) -> Tensor:
+    """w(t) for the weighting ``kind``."""
+    if kind == "sds":
+        return 1 - alphas_cumprod_t
+    if kind == "uniform":
+        return torch.ones_like(alphas_cumprod_t)
+    if kind == "fantasia3d":
+        return alphas_cumprod_t**0.5 * (1 - alphas_cumprod_t)
+    raise ValueError(kind)
+
+
+@register("diffusers-sds-guidance")
+class DiffusersSDSGuidance(BaseGuidance):
+    loss_names = ("sds",)
+
+    @dataclass
+    class Config:
+        pretrained_model_name_or_path: str = "bundled:text"
+        """Prior directory in diffusers layout (or ``bundled:text``)."""
+        guidance_scale: float = 100.0
+        """Classifier-free guidance scale."""
+        min_step_percent: Scheduled = 0.02
+        """Lowest timestep sampled, as a fraction of the prior's training timesteps."""
+        max_step_percent: Scheduled = 0.98
+        """Highest timestep sampled; schedule it to anneal, e.g. [[0, 0.98], [5000, 0.5]]."""
+        weighting: Literal["sds", "uniform", "fantasia3d"] = "sds"
+        """w(t): ``sds`` 1 - alpha_bar, ``uniform`` 1, ``fantasia3d`` sqrt(alpha_bar) (1 - alpha_bar)."""
+        grad_clip: Optional[Scheduled] = None
+        """Clamp each element of w(t)(eps_hat - eps) to [-grad_clip, grad_clip]; null for none."""
+        half_precision: bool = False
+        """Run the prior in float16 (CUDA only)."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.prior: FrozenPrior = load_frozen_prior(resolve_prior_path(cfg.pretrained_model_name_or_path))
+        channels = self.prior.vae.config.latent_channels if self.prior.vae is not None else 3
+        if self.prior.in_channels != channels:
+            raise PriorError(
+                f"prior's UNet takes {self.prior.in_channels} input channels but a text prior needs {channels}; "
+                "is this an image-conditioned prior? use its own guidance"
+            )
+        self.global_step = 0
+        self._device = None
+
+    def update_step(self, global_step: int) -> None:
+        self.global_step = global_step
+
+    def timestep_range(self) -> tuple[int, int]:
+        n = self.prior.num_train_timesteps
+        lo = int(resolve(self.cfg.min_step_percent, self.global_step) * n)
+        hi = int(resolve(self.cfg.max_step_percent, self.global_step) * n)
+        return max(0, min(lo, n - 1)), max(0, min(max(hi, lo), n - 1))
+
+    def _ensure_device(self, device: torch.device) -> None:
+        if self._device != device:
+            dtype = torch.float16 if (self.cfg.half_precision and device.type == "cuda") else torch.float32
+            self.prior.to(device, dtype)
+            self._device = device
+
+    def encode(self, rgb: Float[Tensor, "B H W 3"]) -> Float[Tensor, "B C S S"]:
+        """The UNet's input space: VAE latents (latent prior) or [-1, 1] pixels (pixel prior)."""
+        x = rgb.permute(0, 3, 1, 2)
+        size = self.prior.image_size
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+        x = x * 2 - 1
+        if self.prior.vae is None:
+            return x
+        vae = self.prior.vae
+        posterior = vae.encode(x.to(vae.dtype)).latent_dist
+        return (posterior.sample() * vae.config.scaling_factor).float()
+
+    def predict_noise(self, noisy: Tensor, t: Tensor, cond: Tensor, uncond: Tensor) -> Tensor:
+        """Classifier-free-guided noise prediction."""
+        unet = self.prior.unet
+        inp = torch.cat([noisy, noisy]).to(unet.dtype)
+        emb = torch.cat([cond, uncond]).to(unet.dtype)
+        eps = unet(inp, torch.cat([t, t]), encoder_hidden_states=emb).sample.float()
+        if eps.shape[1] == 2 * noisy.shape[1]:  # learned variance (DeepFloyd IF): keep the noise half
+            eps = eps[:, : noisy.shape[1]]
+        eps_cond, eps_uncond = eps.chunk(2)
+        return eps_uncond + self.cfg.guidance_scale * (eps_cond - eps_uncond)
+
+    def sds_gradient(self, x: Tensor, cond: Tensor, uncond: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """w(t) * (eps_hat - eps), clipped, for given timesteps and noise."""
+        a = self.prior.alphas_cumprod[t].view(-1, 1, 1, 1)
+        with torch.no_grad():
+            noisy = a.sqrt() * x + (1 - a).sqrt() * noise
+            eps_hat = self.predict_noise(noisy, t, cond, uncond)
+        grad = sds_weight(self.cfg.weighting, a) * (eps_hat - noise)
+        grad = torch.nan_to_num(grad)
+        if self.cfg.grad_clip is not None:
+            clip = resolve(self.cfg.grad_clip, self.global_step)
+            grad = grad.clamp(-clip, clip)
+        return grad
+
+    def forward(
+        self,
+        rgb: Float[Tensor, "B H W 3"],
+        prompt: PromptEmbeddings,
+        batch: CameraBatch,
+        t: Tensor | None = None,
+        noise: Tensor | None = None,
+    ) -> GuidanceOutput:
+        self._ensure_device(rgb.device)
+        x = self.encode(rgb)
+        b = x.shape[0]
+        lo, hi = self.timestep_range()
+        if t is None:
+            t = torch.randint(lo, hi + 1, (b,), device=x.device, dtype=torch.long)
+        if noise is None:
+            noise = torch.randn_like(x)
+        cond, uncond = prompt.for_cameras(batch.elevation.to(x.device), batch.azimuth.to(x.device))
+        grad = self.sds_gradient(x.detach(), cond, uncond, t, noise)
+        loss = (grad.detach() * x).sum() / b
+        return GuidanceOutput(
+            losses={"sds": loss},
+            info={"grad_norm": grad.norm().item(), "t_min": float(lo), "t_max": float(hi), "t": float(t.float().mean())},
+        )

@@ -1,0 +1,49 @@
+"""Interface of renderers and the typed render output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jaxtyping import Float
+from torch import Tensor
+
+from lift3d.backgrounds.base import BaseBackground
+from lift3d.data.batch import CameraBatch
+from lift3d.geometry.base import BaseImplicitGeometry
+from lift3d.materials.base import BaseMaterial
+from lift3d.module import Lift3DModule
+
+
+@dataclass
+class RenderOutput:
+    """Images of a batch of B cameras at H x W (colours in [0, 1])."""
+
+    comp_rgb: Float[Tensor, "B H W 3"]
+    """Composited colour over the background."""
+    comp_rgb_bg: Float[Tensor, "B H W 3"]
+    """Background colour along each ray."""
+    opacity: Float[Tensor, "B H W 1"]
+    """Accumulated opacity."""
+    depth: Float[Tensor, "B H W 1"]
+    """Expected ray distance (0 where empty)."""
+    comp_normal: Float[Tensor, "B H W 3"] | None = None
+    """Accumulated world-space normal, when normals were computed."""
+    orient: Float[Tensor, "B H W"] | None = None
+    """Per ray: sum of weight * max(0, n . d)^2 (normals facing away from the camera), for the orientation loss."""
+    samples_evaluated: int = 0
+    """Sample points at which the geometry was evaluated."""
+    samples_total: int = 0
+    """Sample points before empty-space skipping."""
+
+
+class BaseRenderer(Lift3DModule):
+    """Renders geometry + material + background for a camera batch."""
+
+    def __init__(self, cfg, geometry: BaseImplicitGeometry, material: BaseMaterial, background: BaseBackground) -> None:
+        super().__init__(cfg)
+        self.geometry = geometry
+        self.material = material
+        self.background = background
+
+    def forward(self, batch: CameraBatch, need_normal: bool = False) -> RenderOutput:
+        raise NotImplementedError

@@ -1,0 +1,45 @@
+"""Occupancy grid: which cells of the scene box hold density, to skip empty space while marching."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+
+class OccupancyGrid(nn.Module):
+    """A ``resolution^3`` grid over ``[-radius, radius]^3`` with an EMA of the max density per cell."""
+
+    def __init__(self, radius: float, resolution: int, threshold: float, decay: float) -> None:
+        super().__init__()
+        self.radius, self.resolution, self.threshold, self.decay = radius, resolution, threshold, decay
+        # before the first update every cell counts as occupied
+        self.register_buffer("density", torch.full((resolution,) * 3, float("inf")))
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @property
+    def occupied(self) -> Bool[Tensor, "R R R"]:
+        return self.density > self.threshold
+
+    def cell_index(self, points: Float[Tensor, "N 3"]) -> Tensor:
+        idx = ((points / self.radius + 1) * 0.5 * self.resolution).long().clamp(0, self.resolution - 1)
+        return (idx[:, 0] * self.resolution + idx[:, 1]) * self.resolution + idx[:, 2]
+
+    def query(self, points: Float[Tensor, "N 3"]) -> Bool[Tensor, "N"]:
+        return self.occupied.view(-1)[self.cell_index(points)]
+
+    @torch.no_grad()
+    def update(self, density_fn, chunk: int = 65536) -> None:
+        """Evaluate density at a jittered point in every cell and fold it into the EMA."""
+        r = self.resolution
+        device = self.density.device
+        ii = torch.stack(torch.meshgrid(*[torch.arange(r, device=device)] * 3, indexing="ij"), dim=-1).reshape(-1, 3)
+        pts = ((ii + torch.rand(ii.shape, device=device)) / r * 2 - 1) * self.radius
+        new = torch.cat([density_fn(p) for p in pts.split(chunk)]).reshape(r, r, r)
+        old = torch.where(torch.isinf(self.density), torch.zeros_like(new), self.density)
+        self.density.copy_(torch.maximum(old * self.decay, new))
+        self.updates += 1
+
+    def occupancy_fraction(self) -> float:
+        return self.occupied.float().mean().item()

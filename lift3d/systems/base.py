@@ -1,0 +1,123 @@
+"""Base of every method: builds its registered modules, weights its losses, saves images and videos."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from lift3d.config import resolve
+from lift3d.errors import ConfigError, RunError
+from lift3d.registry import find, suggest
+
+
+class BaseLift3DSystem(pl.LightningModule):
+    """A LightningModule built from a typed config.
+
+    Subclasses declare ``regularizer_names`` (losses they compute themselves); the guidance
+    class declares the rest. The config's ``loss`` mapping holds ``lambda_<name>`` weights
+    (each may be scheduled) and may only name losses that somebody produces.
+    """
+
+    Config: type
+    regularizer_names: tuple[str, ...] = ()
+    registered_name: str = ""
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.save_dir: Path | None = None
+
+    # ---- config checks -------------------------------------------------------------------
+    @classmethod
+    def produced_losses(cls, cfg) -> tuple[str, ...]:
+        from lift3d.guidance.base import BaseGuidance
+
+        guidance_cls = find(cfg.guidance_type, BaseGuidance)
+        return tuple(guidance_cls.loss_names) + tuple(cls.regularizer_names)
+
+    @classmethod
+    def check_config(cls, cfg, path: str) -> None:
+        produced = cls.produced_losses(cfg)
+        valid = [f"lambda_{n}" for n in produced]
+        for key in cfg.loss:
+            if key not in valid:
+                raise ConfigError(
+                    f"{path}.loss.{key}: no module produces this loss{suggest(key, valid)}; valid weights: {valid}"
+                )
+
+    def loss_weight(self, name: str) -> float:
+        value = self.cfg.loss.get(f"lambda_{name}", 0.0)
+        return resolve(value, self.true_global_step)
+
+    # ---- modules ---------------------------------------------------------------------------
+    @staticmethod
+    def build(kind: str, name: str, cfg, *args):
+        import importlib
+
+        mod, _, cls_name = kind.rpartition(".")
+        base = getattr(importlib.import_module(mod), cls_name)
+        return find(name, base)(cfg, *args)
+
+    def lift3d_modules(self) -> list:
+        from lift3d.module import Lift3DModule
+
+        return [m for m in self.modules() if isinstance(m, Lift3DModule)]
+
+    @property
+    def true_global_step(self) -> int:
+        return int(self.global_step) if self._trainer is not None else 0
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        step = self.true_global_step
+        for module in self.lift3d_modules():
+            module.update_step(step)
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "train_dataset"):
+            dm.train_dataset.update_step(step)
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["lift3d_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": _numpy_state_to_tensors(np.random.get_state()),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng = checkpoint.get("lift3d_rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(_numpy_state_from_tensors(rng["numpy"]))
+            random.setstate(rng["python"])
+            if rng["cuda"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
+    # ---- outputs ---------------------------------------------------------------------------
+    def save_path(self, *parts: str) -> Path:
+        if self.save_dir is None:
+            raise RunError("the system has no trial directory to save into; run it through launch.py")
+        path = self.save_dir.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def check_finite(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise RunError(
+                f"the loss became {loss.item()} at step {self.true_global_step}; lower the learning rate or the guidance scale"
+            )
+
+
+def _numpy_state_to_tensors(state: tuple) -> dict:
+    """numpy's RNG state as tensors and plain numbers, so checkpoints load with weights_only=True."""
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+
+
+def _numpy_state_from_tensors(state: dict) -> tuple:
+    keys = state["keys"].numpy().astype(np.uint32)
+    return (state["name"], keys, state["pos"], state["has_gauss"], state["cached"])

@@ -1,0 +1,140 @@
+"""``dreamfusion-system``: text-to-3D by Score Distillation Sampling (DreamFusion)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import imageio.v2 as imageio
+import torch
+import torch.nn.functional as F
+
+from lift3d.config import Scheduled, module_field
+from lift3d.data.batch import CameraBatch
+from lift3d.renderers.base import RenderOutput
+from lift3d.registry import register
+from lift3d.systems.base import BaseLift3DSystem
+from lift3d.systems.optim import OptimizerConfig, build_optimizer
+from lift3d.utils.images import side_by_side, write_video
+from lift3d.utils.io import write_png
+
+
+def _default_losses() -> dict:
+    return {"lambda_sds": 1.0, "lambda_orient": 0.0, "lambda_sparsity": 0.0, "lambda_opaque": 0.0}
+
+
+@register("dreamfusion-system")
+class DreamFusionSystem(BaseLift3DSystem):
+    """Geometry + material + background, rendered by a renderer, scored by a guidance against a prompt."""
+
+    regularizer_names = ("orient", "sparsity", "opaque")
+
+    @dataclass
+    class Config:
+        geometry_type: str = "implicit-volume"
+        """Registered geometry module."""
+        geometry: object = module_field("geometry_type", "lift3d.geometry.base.BaseImplicitGeometry")
+        """Config of the geometry module."""
+        material_type: str = "diffuse-with-point-light"
+        """Registered material module."""
+        material: object = module_field("material_type", "lift3d.materials.base.BaseMaterial")
+        """Config of the material module."""
+        background_type: str = "neural-environment-map"
+        """Registered background module."""
+        background: object = module_field("background_type", "lift3d.backgrounds.base.BaseBackground")
+        """Config of the background module."""
+        renderer_type: str = "nerf-volume-renderer"
+        """Registered renderer module."""
+        renderer: object = module_field("renderer_type", "lift3d.renderers.base.BaseRenderer")
+        """Config of the renderer module."""
+        prompt_processor_type: str = "diffusers-prompt-processor"
+        """Registered prompt processor."""
+        prompt_processor: object = module_field("prompt_processor_type", "lift3d.prompts.base.BasePromptProcessor")
+        """Config of the prompt processor."""
+        guidance_type: str = "diffusers-sds-guidance"
+        """Registered guidance module."""
+        guidance: object = module_field("guidance_type", "lift3d.guidance.base.BaseGuidance")
+        """Config of the guidance module."""
+        loss: dict[str, Scheduled] = field(default_factory=_default_losses)
+        """Weight ``lambda_<name>`` of each loss: sds (from the guidance), orient, sparsity, opaque."""
+        optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+        """Optimizer of the geometry, material and background."""
+        video_fps: int = 30
+        """Frame rate of the test turntable video."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        # the prompt and the prior are checked first: a prompt the prior can't read stops here
+        self.prompt_processor = self.build("lift3d.prompts.base.BasePromptProcessor", cfg.prompt_processor_type, cfg.prompt_processor)
+        self.guidance = self.build("lift3d.guidance.base.BaseGuidance", cfg.guidance_type, cfg.guidance)
+        self.geometry = self.build("lift3d.geometry.base.BaseImplicitGeometry", cfg.geometry_type, cfg.geometry)
+        self.material = self.build("lift3d.materials.base.BaseMaterial", cfg.material_type, cfg.material)
+        self.background = self.build("lift3d.backgrounds.base.BaseBackground", cfg.background_type, cfg.background)
+        self.renderer = self.build(
+            "lift3d.renderers.base.BaseRenderer", cfg.renderer_type, cfg.renderer, self.geometry, self.material, self.background
+        )
+        self._test_frames: list = []
+
+    def configure_optimizers(self):
+        trainable = torch.nn.ModuleDict({"geometry": self.geometry, "material": self.material, "background": self.background})
+        return build_optimizer(self.cfg.optimizer, trainable)
+
+    def forward(self, batch: CameraBatch, need_normal: bool = False) -> RenderOutput:
+        return self.renderer(batch, need_normal=need_normal)
+
+    def regularizers(self, out: RenderOutput) -> dict[str, torch.Tensor]:
+        losses = {}
+        if self.loss_weight("orient") > 0:
+            if out.orient is None:
+                from lift3d.errors import RunError
+
+                raise RunError("lambda_orient > 0 needs normals; set system.geometry.normal_type to analytic or finite_difference")
+            losses["orient"] = out.orient.sum() / (out.opacity > 0).sum().clamp(min=1)
+        if self.loss_weight("sparsity") > 0:
+            losses["sparsity"] = (out.opacity**2 + 0.01).sqrt().mean()
+        if self.loss_weight("opaque") > 0:
+            o = out.opacity.clamp(1e-3, 1 - 1e-3)
+            losses["opaque"] = F.binary_cross_entropy(o, o)
+        return losses
+
+    def training_step(self, batch: CameraBatch, batch_idx: int):
+        out = self(batch, need_normal=self.loss_weight("orient") > 0)
+        guidance_out = self.guidance(out.comp_rgb, self.prompt_processor.embeddings, batch)
+        losses = {**guidance_out.losses, **self.regularizers(out)}
+        total = torch.zeros((), device=out.comp_rgb.device)
+        for name, value in losses.items():
+            weight = self.loss_weight(name)
+            if weight > 0:
+                total = total + weight * value
+            self.log(f"train/loss_{name}", value.detach(), prog_bar=False)
+        self.check_finite(total)
+        self.log("train/loss", total.detach(), prog_bar=True)
+        for key, value in guidance_out.info.items():
+            self.log(f"train/{key}", value)
+        if out.samples_total:
+            self.log("train/samples_per_ray_evaluated_fraction", out.samples_evaluated / out.samples_total)
+        return total
+
+    def _eval_images(self, batch: CameraBatch) -> list:
+        out = self(batch, need_normal=True)
+        images = [out.comp_rgb[0]]
+        if out.comp_normal is not None:
+            normal = (out.comp_normal[0] + 1) / 2 * out.opacity[0] + (1 - out.opacity[0])
+            images.append(normal)
+        images.append(out.opacity[0])
+        return images
+
+    def validation_step(self, batch: CameraBatch, batch_idx: int) -> None:
+        frame = side_by_side(self._eval_images(batch))
+        write_png(self.save_path(f"it{self.true_global_step}-val", f"{int(batch.index[0]):03d}.png"), frame)
+
+    def on_test_epoch_start(self) -> None:
+        self._test_frames = []
+
+    def test_step(self, batch: CameraBatch, batch_idx: int) -> None:
+        frame = side_by_side(self._eval_images(batch))
+        write_png(self.save_path(f"it{self.true_global_step}-test", f"{int(batch.index[0]):03d}.png"), frame)
+        self._test_frames.append(frame)
+
+    def on_test_epoch_end(self) -> None:
+        if self._test_frames:
+            write_video(self.save_path(f"it{self.true_global_step}-test.mp4"), self._test_frames, fps=self.cfg.video_fps)

@@ -1,0 +1,49 @@
+"""Optimizer settings shared by the systems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from lift3d.errors import ConfigError
+from lift3d.registry import suggest
+
+
+@dataclass
+class OptimizerConfig:
+    """Optimizer of a system's trainable parameters."""
+
+    name: Literal["Adam", "AdamW", "SGD"] = "Adam"
+    """torch.optim class."""
+    lr: float = 0.01
+    """Learning rate of parameters not listed in ``param_lrs``."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam(W) betas."""
+    eps: float = 1e-15
+    """Adam(W) epsilon."""
+    weight_decay: float = 0.0
+    """Weight decay."""
+    param_lrs: dict[str, float] = field(default_factory=dict)
+    """Learning rate per parameter-name prefix, e.g. {geometry.encoding: 0.01, geometry.density_network: 0.001}."""
+
+
+def build_optimizer(cfg: OptimizerConfig, module: torch.nn.Module) -> torch.optim.Optimizer:
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    groups: dict[str, list] = {prefix: [] for prefix in cfg.param_lrs}
+    rest = []
+    for name, p in named:
+        prefix = next((pre for pre in sorted(cfg.param_lrs, key=len, reverse=True) if name == pre or name.startswith(pre + ".")), None)
+        (groups[prefix] if prefix is not None else rest).append(p)
+    for prefix, params in groups.items():
+        if not params:
+            names = sorted({n.rsplit(".", 1)[0] for n, _ in named})
+            raise ConfigError(f"system.optimizer.param_lrs: {prefix!r} matches no trainable parameter{suggest(prefix, names)}")
+    param_groups = [{"params": ps, "lr": cfg.param_lrs[pre]} for pre, ps in groups.items()]
+    if rest:
+        param_groups.append({"params": rest, "lr": cfg.lr})
+    if cfg.name == "SGD":
+        return torch.optim.SGD(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    cls = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}[cfg.name]
+    return cls(param_groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
