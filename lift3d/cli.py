@@ -90,7 +90,7 @@ def run(argv: list[str] | None = None) -> int:
     from lift3d.registry import find
     from lift3d.systems.base import BaseLift3DSystem
 
-    if accelerator == "cpu":
+    if accelerator == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     pl.seed_everything(cfg.seed, verbose=False)
     # everything that can fail on bad input (modules, prior, prompt) is built before any file is written

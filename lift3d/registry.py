@@ -11,7 +11,8 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from lift3d.errors import PluginError, RegistryError
 

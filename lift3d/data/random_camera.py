@@ -79,32 +79,43 @@ def make_batch(
 
 
 class RandomCameraIterable(IterableDataset):
-    """Endless stream of random camera batches; randomness from torch's global RNG (restored on resume)."""
+    """Endless stream of random camera batches.
+
+    Batch ``i`` is drawn from a generator seeded by (run seed, ``i``), so the stream does not
+    depend on how far the data loader has prefetched, and a resumed run continues with
+    exactly the batches an uninterrupted run would have seen. ``i`` is also the step that
+    scheduled values (the resolution) are resolved at.
+    """
 
     def __init__(self, cfg: RandomCameraConfig) -> None:
         self.cfg = cfg
-        self.global_step = 0
+        self.base_seed = torch.initial_seed()
+        self.start_index = 0
 
-    def update_step(self, global_step: int) -> None:
-        self.global_step = global_step
+    def start_at(self, index: int) -> None:
+        """Make the next iterator start with batch ``index`` (the global step when resuming)."""
+        self.start_index = index
 
-    def sample(self) -> CameraBatch:
+    def sample(self, index: int) -> CameraBatch:
         c = self.cfg
         b = c.batch_size
+        g = torch.Generator().manual_seed((self.base_seed * 1_000_003 + index) % (2**63))
         if c.elevation_uniform_on_sphere:
-            elev = sample_elevation(b, *c.elevation_range)
+            elev = sample_elevation(b, *c.elevation_range, generator=g)
         else:
-            elev = uniform(b, *c.elevation_range)
-        azim = uniform(b, *c.azimuth_range)
-        dist = uniform(b, *c.camera_distance_range)
-        fovy = uniform(b, *c.fovy_range)
-        light = sample_point_lights(spherical_to_position(elev, azim, dist), c.light_distance_range, c.light_position_perturb)
-        res = int(round(resolve(c.resolution, self.global_step)))
+            elev = uniform(b, *c.elevation_range, generator=g)
+        azim = uniform(b, *c.azimuth_range, generator=g)
+        dist = uniform(b, *c.camera_distance_range, generator=g)
+        fovy = uniform(b, *c.fovy_range, generator=g)
+        light = sample_point_lights(spherical_to_position(elev, azim, dist), c.light_distance_range, c.light_position_perturb, g)
+        res = int(round(resolve(c.resolution, index)))
         return make_batch(elev, azim, dist, fovy, light, res)
 
     def __iter__(self):
+        index = self.start_index
         while True:
-            yield self.sample()
+            yield self.sample(index)
+            index += 1
 
 
 class OrbitDataset(Dataset):
@@ -126,6 +137,12 @@ class OrbitDataset(Dataset):
         # evaluation light: from the camera, a little above it, at the farthest training distance
         light = torch.nn.functional.normalize(spherical_to_position(elev + 30.0, azim, dist), dim=-1) * max(c.light_distance_range)
         return make_batch(elev, azim, dist, fovy, light, c.eval_resolution, index=torch.tensor([i]))
+
+
+def _own_generator() -> torch.Generator:
+    """A generator for the loader's base seed, so creating an iterator never draws from the global RNG
+    (which would shift every later random number after a resume)."""
+    return torch.Generator().manual_seed(0)
 
 
 @register("random-camera-datamodule")
@@ -151,13 +168,15 @@ class RandomCameraDataModule(pl.LightningDataModule):
             raise ConfigError(f"{path}.batch_size: must be at least 1, got {cfg.batch_size}")
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_dataset, batch_size=None, num_workers=0)
+        # called after a checkpoint is restored: a resumed run continues the camera stream
+        self.train_dataset.start_at(int(self.trainer.global_step) if self.trainer is not None else 0)
+        return DataLoader(self.train_dataset, batch_size=None, num_workers=0, generator=_own_generator())
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_dataset, batch_size=None, shuffle=False, num_workers=0)
+        return DataLoader(self.val_dataset, batch_size=None, shuffle=False, num_workers=0, generator=_own_generator())
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_dataset, batch_size=None, shuffle=False, num_workers=0)
+        return DataLoader(self.test_dataset, batch_size=None, shuffle=False, num_workers=0, generator=_own_generator())
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

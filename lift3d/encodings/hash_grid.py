@@ -136,16 +136,23 @@ class _HashGridFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         x, table, *saved = ctx.saved_tensors
         n_feat = table.shape[1]
+        create_graph = torch.is_grad_enabled()
         grad_table = grad_x = None
         g_levels = grad_out.split(n_feat, dim=1)
+        levels = []
+        for level, (res, size, dense) in enumerate(ctx.layout):
+            if create_graph:  # double backward: rebuild weights as functions of x
+                levels.append(corner_indices_and_weights(x, res, size, dense))
+            else:
+                levels.append(tuple(saved[3 * level : 3 * level + 3]))
         if ctx.needs_input_grad[1]:
             grad_table = torch.zeros_like(table)
             for level, ((res, size, dense), off) in enumerate(zip(ctx.layout, ctx.offsets)):
-                idx, w = saved[3 * level], saved[3 * level + 1]
+                idx, w, _ = levels[level]
                 g = g_levels[level]
-                if torch.is_grad_enabled():  # double backward: keep the scatter differentiable
+                if create_graph:  # keep the scatter differentiable
                     contrib = (w[:, :, None] * g[:, None, :]).reshape(-1, n_feat)
-                    grad_table[off : off + size].index_add_(0, idx.view(-1), contrib)
+                    grad_table = grad_table.index_add(0, idx.view(-1) + off, contrib)
                 else:  # bincount is several times faster than index_add_ on CPU
                     flat = idx.view(-1)
                     for f in range(n_feat):
@@ -154,7 +161,7 @@ class _HashGridFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = torch.zeros_like(x)
             for level, ((res, size, dense), off) in enumerate(zip(ctx.layout, ctx.offsets)):
-                idx, frac = saved[3 * level], saved[3 * level + 2]
+                idx, _, frac = levels[level]
                 feats = _gather(table[off : off + size], idx)  # (N, 8, F)
                 dfeat = (feats * g_levels[level][:, None, :]).sum(-1)  # (N, 8)
                 grad_x = grad_x + torch.einsum("nc,ncd->nd", dfeat, _weight_grads(frac)) * (res - 1)

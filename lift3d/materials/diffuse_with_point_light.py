@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,7 +48,7 @@ class DiffuseWithPointLight(BaseMaterial):
         if self.global_step < self.cfg.ambient_only_steps:
             self.shading = "albedo"
             return
-        u = random.random()
+        u = float(torch.rand(()))
         if u < self.cfg.textureless_prob:
             self.shading = "textureless"
         elif u < self.cfg.textureless_prob + self.cfg.albedo_prob:
@@ -64,7 +63,7 @@ class DiffuseWithPointLight(BaseMaterial):
             return albedo
         ambient, diffuse = self.ambient, self.diffuse
         if self.cfg.soft_shading and self.training:
-            ambient_level = random.uniform(0.1, 0.9)
+            ambient_level = float(torch.empty(()).uniform_(0.1, 0.9))
             ambient = torch.full_like(self.ambient, ambient_level)
             diffuse = torch.full_like(self.diffuse, 1 - ambient_level)
         light_dir = F.normalize(light_position - points, dim=-1)

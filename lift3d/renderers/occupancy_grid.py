@@ -17,10 +17,28 @@ class OccupancyGrid(nn.Module):
         # before the first update every cell counts as occupied
         self.register_buffer("density", torch.full((resolution,) * 3, float("inf")))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self._occupied: Tensor | None = None
+        self.register_load_state_dict_pre_hook(lambda *args, **kwargs: self._invalidate())
+
+    def _invalidate(self) -> None:
+        self._occupied = None
+
+    def _apply(self, fn, recurse=True):
+        self._occupied = None
+        return super()._apply(fn, recurse)
 
     @property
     def occupied(self) -> Bool[Tensor, "R R R"]:
-        return self.density > self.threshold
+        """Cells above the threshold, dilated by one cell.
+
+        One jittered sample per cell can miss a cell that the surface only clips; the
+        dilation keeps such cells, so skipping never changes a render by more than the
+        density the grid never saw.
+        """
+        if self._occupied is None:
+            core = (self.density > self.threshold).float()[None, None]
+            self._occupied = torch.nn.functional.max_pool3d(core, 3, stride=1, padding=1)[0, 0] > 0
+        return self._occupied
 
     def cell_index(self, points: Float[Tensor, "N 3"]) -> Tensor:
         idx = ((points / self.radius + 1) * 0.5 * self.resolution).long().clamp(0, self.resolution - 1)
@@ -40,6 +58,7 @@ class OccupancyGrid(nn.Module):
         old = torch.where(torch.isinf(self.density), torch.zeros_like(new), self.density)
         self.density.copy_(torch.maximum(old * self.decay, new))
         self.updates += 1
+        self._occupied = None
 
     def occupancy_fraction(self) -> float:
         return self.occupied.float().mean().item()

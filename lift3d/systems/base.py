@@ -75,9 +75,6 @@ class BaseLift3DSystem(pl.LightningModule):
         step = self.true_global_step
         for module in self.lift3d_modules():
             module.update_step(step)
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is not None and hasattr(dm, "train_dataset"):
-            dm.train_dataset.update_step(step)
 
     # ---- checkpoints -----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -1,0 +1,25 @@
+"""Running launch.py the way a user does, with settings small enough for CPU tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+
+SMALL = [
+    "data.resolution=16", "data.eval_resolution=16", "data.n_test_views=5", "data.n_val_views=2", "data.batch_size=2",
+    "trainer.val_check_interval=2", "trainer.enable_progress_bar=false", "system.renderer.num_samples_per_ray=16",
+    "system.renderer.grid_resolution=16", "system.renderer.grid_update_every=2", "system.geometry.encoding.log2_hashmap_size=12",
+    "system.geometry.encoding.n_levels=4", "system.material.ambient_only_steps=1", "checkpoint.every_n_train_steps=2",
+]
+
+
+def launch(args: list[str], cwd: Path, prelude: str = "", **kw) -> subprocess.CompletedProcess:
+    code = f"{prelude}\nimport sys, runpy\nsys.argv = ['launch.py'] + {args!r}\nrunpy.run_path({str(ROOT / 'launch.py')!r}, run_name='__main__')"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, **kw)
+
+
+def trial_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent.parent for p in root.glob("*/*/configs/parsed.yaml"))

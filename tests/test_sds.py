@@ -1,0 +1,101 @@
+"""SDS over real (tiny, random-weight) diffusers-layout priors loaded from disk."""
+
+import pytest
+import torch
+
+from lift3d.data.random_camera import make_batch
+from lift3d.guidance.sds import DiffusersSDSGuidance, sds_weight
+from lift3d.prompts.diffusers_prompt_processor import DiffusersPromptProcessor
+
+
+def setup(prior, weighting="sds", scale=7.5, **kw):
+    guidance = DiffusersSDSGuidance(DiffusersSDSGuidance.Config(pretrained_model_name_or_path=str(prior), guidance_scale=scale, weighting=weighting, **kw))
+    prompts = DiffusersPromptProcessor(DiffusersPromptProcessor.Config(prompt="a red cube", pretrained_model_name_or_path=str(prior)))
+    return guidance, prompts.embeddings
+
+
+def cameras(b):
+    z = torch.zeros(b)
+    return make_batch(z + 10.0, torch.linspace(-170, 170, b), z + 2.0, z + 50.0, torch.ones(b, 3), 4)
+
+
+@pytest.mark.parametrize("weighting", ["sds", "uniform", "fantasia3d"])
+def test_pixel_prior_gradient_equals_weighted_noise_residual(pixel_prior, weighting):
+    guidance, emb = setup(pixel_prior, weighting)
+    b, res = 2, guidance.prior.image_size  # same size as the prior: no resize in between
+    rgb = torch.rand(b, res, res, 3, requires_grad=True)
+    batch = cameras(b)
+    t = torch.tensor([100, 700])
+    noise = torch.randn(b, 3, res, res)
+    out = guidance(rgb, emb, batch, t=t, noise=noise)
+    out.losses["sds"].backward()
+
+    # by hand, straight from the UNet
+    x = rgb.detach().permute(0, 3, 1, 2) * 2 - 1
+    a = guidance.prior.alphas_cumprod[t].view(-1, 1, 1, 1)
+    noisy = a.sqrt() * x + (1 - a).sqrt() * noise
+    cond, uncond = emb.for_cameras(batch.elevation, batch.azimuth)
+    with torch.no_grad():
+        eps = guidance.prior.unet(torch.cat([noisy, noisy]), torch.cat([t, t]), encoder_hidden_states=torch.cat([cond, uncond])).sample
+    eps = eps[:, :3]  # learned-variance UNet: the first half is the noise
+    eps_c, eps_u = eps.chunk(2)
+    eps_hat = eps_u + 7.5 * (eps_c - eps_u)
+    w = {"sds": 1 - a, "uniform": torch.ones_like(a), "fantasia3d": a.sqrt() * (1 - a)}[weighting]
+    expected_x_grad = w * (eps_hat - noise) / b
+    # x = 2 rgb - 1: the render's gradient is twice the gradient at x
+    torch.testing.assert_close(rgb.grad.permute(0, 3, 1, 2), 2 * expected_x_grad, rtol=1e-5, atol=1e-7)
+    assert expected_x_grad.abs().sum() > 0
+
+
+def test_latent_prior_gradient_at_latents(latent_prior):
+    guidance, emb = setup(latent_prior)
+    captured = {}
+    encode = guidance.encode
+
+    def spy(rgb):
+        x = encode(rgb)
+        x.retain_grad()
+        captured["x"] = x
+        return x
+
+    guidance.encode = spy
+    b = 1
+    rgb = torch.rand(b, 24, 24, 3, requires_grad=True)  # resized to the VAE's 16x16 input
+    batch = cameras(b)
+    t = torch.tensor([500])
+    noise = torch.randn(b, 4, 8, 8)
+    out = guidance(rgb, emb, batch, t=t, noise=noise)
+    out.losses["sds"].backward()
+    expected = guidance.sds_gradient(captured["x"].detach(), *emb.for_cameras(batch.elevation, batch.azimuth), t, noise)
+    torch.testing.assert_close(captured["x"].grad, expected / b)
+    assert rgb.grad.abs().sum() > 0  # through the VAE encoder and the resize
+
+
+def test_timestep_annealing_and_clipping(pixel_prior):
+    guidance, emb = setup(pixel_prior, min_step_percent=0.02, max_step_percent=[[0, 0.98], [100, 0.5]], grad_clip=0.01)
+    guidance.update_step(0)
+    assert guidance.timestep_range() == (20, 980)
+    guidance.update_step(50)
+    assert guidance.timestep_range() == (20, 740)
+    guidance.update_step(1000)
+    assert guidance.timestep_range() == (20, 500)
+    res = guidance.prior.image_size
+    x = torch.rand(1, 3, res, res) * 2 - 1
+    g = guidance.sds_gradient(x, *emb.for_cameras(torch.zeros(1), torch.zeros(1)), torch.tensor([900]), torch.randn_like(x))
+    assert g.abs().max() <= 0.01 + 1e-9
+
+
+def test_weight_functions():
+    a = torch.tensor([0.25])
+    assert sds_weight("sds", a).item() == pytest.approx(0.75)
+    assert sds_weight("fantasia3d", a).item() == pytest.approx(0.5 * 0.75)
+
+
+def test_missing_prior_directory_is_a_clear_error(tmp_path):
+    from lift3d.errors import PriorError
+
+    with pytest.raises(PriorError, match="not found: no such directory"):
+        DiffusersSDSGuidance(DiffusersSDSGuidance.Config(pretrained_model_name_or_path=str(tmp_path / "nope")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PriorError, match="not a diffusers-layout prior"):
+        DiffusersSDSGuidance(DiffusersSDSGuidance.Config(pretrained_model_name_or_path=str(tmp_path / "empty")))
