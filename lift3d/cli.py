@@ -71,7 +71,7 @@ def _accelerator(gpu: str) -> tuple[str, object]:
 
 
 def run(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     from lift3d.config import dump_yaml, load_mapping, parse
     from lift3d.experiment import ExperimentConfig
     from lift3d.registry import load_plugin_file
@@ -130,9 +130,10 @@ def run(argv: list[str] | None = None) -> int:
     elif args.export:
         from lift3d.export.mesh_export import export_system
 
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         system.load_state_dict(state["state_dict"])
-        paths = export_system(system, trial / "save")
+        system._lift3d_step = int(state["global_step"])
+        paths = export_system(system, trial / "save", cfg.export.resolution, cfg.export.threshold)
         for p in paths:
             print(f"exported {p}")
     print(f"outputs are in {trial}")

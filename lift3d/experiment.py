@@ -35,6 +35,16 @@ class CheckpointConfig:
 
 
 @dataclass
+class ExportConfig:
+    """Mesh export settings (``--export``)."""
+
+    resolution: int = 128
+    """Marching-cubes grid resolution."""
+    threshold: Optional[float] = None
+    """Density of the isosurface; null: chosen automatically (Otsu's method on log density)."""
+
+
+@dataclass
 class ExperimentConfig:
     """A run: ``outputs/<name>/<tag>@<timestamp>/``."""
 
@@ -62,3 +72,5 @@ class ExperimentConfig:
     """Trainer settings."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Checkpoint settings."""
+    export: ExportConfig = field(default_factory=ExportConfig)
+    """Mesh export settings."""

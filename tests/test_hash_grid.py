@@ -72,7 +72,7 @@ def test_int32_hash_equals_int64_hash():
     for c in range(8):
         corner = base + torch.tensor([(c >> d) & 1 for d in range(3)])
         expected = (corner[:, 0] * PRIMES[0] ^ corner[:, 1] * PRIMES[1] ^ corner[:, 2] * PRIMES[2]) % size
-        assert torch.equal(idx[:, c], expected)
+        assert torch.equal(idx[c].long(), expected)
 
 
 def test_gradcheck_float64():

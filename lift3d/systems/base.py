@@ -69,7 +69,9 @@ class BaseLift3DSystem(pl.LightningModule):
 
     @property
     def true_global_step(self) -> int:
-        return int(self.global_step) if self._trainer is not None else 0
+        if self._trainer is not None:
+            return int(self.global_step)
+        return getattr(self, "_lift3d_step", 0)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         step = self.true_global_step

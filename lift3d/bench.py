@@ -1,0 +1,134 @@
+"""Benchmarks on this machine: ``python -m lift3d.bench`` (or ``python scripts/bench.py``) prints a table.
+
+* hash grid (16 levels x 2 features, 2^19 table) forward+backward on 262,144 points;
+* one DreamFusion training step split into render forward, guidance, backward, optimizer;
+* samples evaluated per ray with and without the occupancy grid once a blob has formed;
+* peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _timeit(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_hash_grid(n_points: int = 262144, repeats: int = 5) -> dict:
+    from lift3d.encodings.hash_grid import HashGridConfig, HashGridEncoding
+
+    enc = HashGridEncoding(HashGridConfig(n_levels=16, n_features_per_level=2, log2_hashmap_size=19))
+    x = torch.rand(n_points, 3)
+
+    def step():
+        enc.table.grad = None
+        enc(x).square().sum().backward()
+
+    t = _timeit(step, repeats)
+    return {"hash grid fwd+bwd, 262,144 points (s)": t, "hash grid points/s (fwd+bwd)": n_points / t}
+
+
+def _system(config: str, overrides: list[str]):
+    from lift3d.config import load_mapping, parse
+    from lift3d.experiment import ExperimentConfig
+    from lift3d.registry import find
+    from lift3d.systems.base import BaseLift3DSystem
+    import lightning.pytorch as pl
+
+    cfg = parse(ExperimentConfig, load_mapping(config, overrides))
+    dm = find(cfg.data_type, pl.LightningDataModule)(cfg.data)
+    system = find(cfg.system_type, BaseLift3DSystem)(cfg.system)
+    return cfg, dm, system
+
+
+def bench_training_step(config: str, overrides: list[str], steps: int) -> dict:
+    cfg, dm, system = _system(config, overrides)
+    system.train()
+    opt = system.configure_optimizers()
+    parts = {"render forward": [], "guidance": [], "backward": [], "optimizer": []}
+    for step in range(steps + 2):
+        for m in system.lift3d_modules():
+            m.update_step(step)
+        batch = dm.train_dataset.sample(step)
+        t0 = time.perf_counter()
+        out = system(batch, need_normal=system.loss_weight("orient") > 0)
+        t1 = time.perf_counter()
+        g = system.guidance(out.comp_rgb, system.prompt_processor.embeddings, batch)
+        losses = {**g.losses, **system.regularizers(out)}
+        loss = sum(system.loss_weight(k) * v for k, v in losses.items() if system.loss_weight(k) > 0)
+        t2 = time.perf_counter()
+        opt.zero_grad()
+        loss.backward()
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        if step >= 2:  # skip warm-up
+            for key, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                parts[key].append(value)
+    res = {f"step: {k} (ms)": 1000 * statistics.median(v) for k, v in parts.items()}
+    res["step: total (ms)"] = sum(res.values())
+    res["step: resolution x batch"] = f"{batch.height}x{batch.width} x {batch.size}"
+    return res
+
+
+def bench_occupancy(config: str, overrides: list[str]) -> dict:
+    cfg, dm, system = _system(config, overrides)
+    renderer = system.renderer
+    renderer.eval()
+    batch = dm.val_dataset[0]
+    with torch.no_grad():
+        renderer.cfg.estimator = "none"
+        full = renderer(batch)
+        renderer.occupancy.update(system.geometry.forward_density)
+        renderer.cfg.estimator = "occgrid"
+        skip = renderer(batch)
+    rays = batch.height * batch.width
+    return {
+        "samples per ray, no grid": full.samples_evaluated / rays,
+        "samples per ray, occupancy grid (blob)": skip.samples_evaluated / rays,
+        "occupancy grid reduction (x)": full.samples_evaluated / max(skip.samples_evaluated, 1),
+        "max opacity difference grid vs none": float((full.opacity - skip.opacity).abs().max()),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(Path(__file__).parents[1] / "configs" / "dreamfusion-bundled.yaml"))
+    ap.add_argument("--prompt", default="a red house")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prior", default=None, help="prior directory (default: the preset's, i.e. the bundled prior)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    overrides = [f"system.prompt_processor.prompt={args.prompt}", "system.material.ambient_only_steps=0"]
+    if args.prior:
+        overrides.append(f"system.guidance.pretrained_model_name_or_path={args.prior}")
+    rows: dict = {"torch threads": args.threads}
+    rows.update(bench_hash_grid())
+    rows.update(bench_training_step(args.config, overrides, args.steps))
+    rows.update(bench_occupancy(args.config, overrides))
+    rows["peak resident memory (MB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    width = max(len(k) for k in rows)
+    print(f"| {'measure'.ljust(width)} | value |")
+    print(f"|{'-' * (width + 2)}|-------|")
+    for key, value in rows.items():
+        text = f"{value:,.3f}" if isinstance(value, float) else str(value)
+        print(f"| {key.ljust(width)} | {text} |")
+
+
+if __name__ == "__main__":
+    main()

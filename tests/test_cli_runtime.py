@@ -1,0 +1,82 @@
+"""The CLI at run time: Ctrl-C, no accelerators installed, shape checks, bad resume paths."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from run_helpers import ROOT, SMALL, launch, trial_dirs
+
+BLOCK_ACCELERATORS = "import sys\nfor _m in ('tinycudann', 'nerfacc', 'nvdiffrast'):\n    sys.modules[_m] = None\n"
+
+
+def test_ctrl_c_writes_checkpoint_and_exits_cleanly(tmp_path, pixel_prior):
+    out = tmp_path / "outputs"
+    args = ["--config", str(ROOT / "configs/dreamfusion-if.yaml"), "--train", "trainer.max_steps=100000",
+            "system.prompt_processor.prompt=a red cube", f"system.guidance.pretrained_model_name_or_path={pixel_prior}",
+            f"exp_root_dir={out}", *SMALL]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(out.glob("*/*/save/it2-val/001.png")):
+        time.sleep(0.5)
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    (trial,) = trial_dirs(out)
+    assert "interrupted at step" in stdout and f"resume={trial}" in stdout
+    ckpt = torch.load(trial / "ckpts" / "last.ckpt", weights_only=True)
+    assert 2 <= ckpt["global_step"] < 100000
+    assert not list((trial / "ckpts").glob("*.tmp*"))
+
+
+def test_cpu_run_without_accelerator_packages(tmp_path, pixel_prior):
+    code = BLOCK_ACCELERATORS + "import lift3d, lift3d.modules\nprint('imported')\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr
+    out = tmp_path / "outputs"
+    proc = launch(["--config", str(ROOT / "configs/dreamfusion-if.yaml"), "--train", "trainer.max_steps=2", "--gpu", "cpu",
+                   "system.prompt_processor.prompt=a red cube", f"system.guidance.pretrained_model_name_or_path={pixel_prior}",
+                   f"exp_root_dir={out}", *SMALL], tmp_path, prelude=BLOCK_ACCELERATORS)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (trial,) = trial_dirs(out)
+    assert (trial / "save" / "it2-test.mp4").is_file()
+
+
+def test_selecting_nerfacc_without_it_is_a_clear_error(tmp_path, pixel_prior):
+    proc = launch(["--config", str(ROOT / "configs/dreamfusion-if.yaml"), "--train", "system.renderer.compositing=nerfacc",
+                   "system.prompt_processor.prompt=a red cube", f"system.guidance.pretrained_model_name_or_path={pixel_prior}",
+                   f"exp_root_dir={tmp_path / 'out'}"], tmp_path, prelude=BLOCK_ACCELERATORS)
+    assert proc.returncode == 2
+    assert "needs nerfacc" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("resume, message", [("nowhere.ckpt", "no such checkpoint or trial directory"), (".", "no checkpoint in")])
+def test_bad_resume_is_a_clear_error(tmp_path, resume, message):
+    proc = launch(["--config", str(ROOT / "configs/dreamfusion-if.yaml"), "--test", f"resume={resume}",
+                   "system.prompt_processor.prompt=a red cube", f"exp_root_dir={tmp_path / 'out'}"], tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_test_without_checkpoint_is_a_clear_error(tmp_path):
+    proc = launch(["--config", str(ROOT / "configs/dreamfusion-if.yaml"), "--test", "system.prompt_processor.prompt=a red cube"], tmp_path)
+    assert proc.returncode == 2 and "need a checkpoint" in proc.stderr
+
+
+def test_shape_annotations_are_checked():
+    """The tests run with LIFT3D_TYPECHECK=1: a wrongly shaped tensor at a module boundary raises."""
+    from lift3d.data.camera_math import spherical_to_position
+    from lift3d.renderers.base import RenderOutput
+
+    with pytest.raises(Exception, match="Type-check error"):
+        spherical_to_position(torch.zeros(2), torch.zeros(3), torch.zeros(2))
+    with pytest.raises(Exception, match="Type-check error"):
+        RenderOutput(torch.zeros(1, 4, 4, 3), torch.zeros(1, 4, 4, 3), torch.zeros(1, 4, 5, 1), torch.zeros(1, 4, 4, 1))
