@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,28 @@ def test_cli_broken_plugin_exits_nonzero(tmp_path):
     assert proc.returncode == 2
     assert "failed to import" in proc.stderr and "boom" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _fake_distribution(root: Path, module_source: str) -> None:
+    (root / "fake_lift3d_plugin.py").write_text(module_source)
+    dist = root / "fake_lift3d_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-lift3d-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[lift3d.plugins]\nfake = fake_lift3d_plugin\n")
+
+
+def test_entry_point_plugins_are_loaded(tmp_path):
+    _fake_distribution(tmp_path, "from lift3d.registry import register\nfrom lift3d.materials.base import BaseMaterial\n"
+                                 "@register('entry-point-material')\nclass EP(BaseMaterial):\n    pass\n")
+    code = "from lift3d.registry import find; print(find('entry-point-material').__name__)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "EP"
+
+
+def test_broken_entry_point_plugin_is_an_error(tmp_path):
+    _fake_distribution(tmp_path, "raise ImportError('missing dependency xyz')\n")
+    code = "from lift3d.registry import find; find('implicit-volume')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode != 0
+    assert "plugin entry point 'fake'" in proc.stderr and "missing dependency xyz" in proc.stderr

@@ -106,3 +106,13 @@ def test_gradients_flow_to_geometry_parameters():
     (out.comp_rgb.sum() + out.orient.sum()).backward()
     assert geo.encoding.table.grad.abs().sum() > 0
     assert geo.density_network[0].weight.grad.abs().sum() > 0
+
+
+def test_nerfacc_compositing_matches_reference():
+    nerfacc = pytest.importorskip("nerfacc")
+    torch.manual_seed(0)
+    density = torch.rand(64, 32) * 5
+    t = torch.sort(torch.rand(64, 33) * 3, dim=1).values
+    ours = composite_weights(density, t[:, 1:] - t[:, :-1])
+    theirs, _, _ = nerfacc.render_weight_from_density(t[:, :-1], t[:, 1:], density)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)

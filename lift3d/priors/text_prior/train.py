@@ -98,7 +98,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--p-null", type=float, default=0.12, help="caption dropout for classifier-free guidance")
     ap.add_argument("--p-plain", type=float, default=0.3, help="fraction of captions without a view suffix")
+    ap.add_argument("--export-only", action="store_true", help="write prior/ from the run's state.pt and stop")
     args = ap.parse_args(argv)
+    if args.export_only:
+        st = torch.load(args.out / "state.pt", weights_only=False)
+        unet, text_encoder = build_unet(), build_text_encoder()
+        unet.load_state_dict(st["ema_unet"])
+        text_encoder.load_state_dict(st["ema_text"])
+        export(args.out / "prior", unet, text_encoder, build_tokenizer(), build_scheduler())
+        print(f"prior (EMA weights at step {st['step']}) written to {args.out / 'prior'}")
+        return
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)

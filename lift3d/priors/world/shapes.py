@@ -49,7 +49,7 @@ def cone_x(p: Tensor, base_x: float, apex_x: float, r: float, centre_yz: tuple[f
     return cone_z(q, base_x, apex_x, r)
 
 
-def torus_z(p: Tensor, major: float, minor: float, centre: tuple[float, float, float] = (0, 0, 0)) -> Tensor:
+def torus_z(p: Tensor, major: float, minor: float, centre: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Tensor:
     q = p - p.new_tensor(centre)
     ring = torch.stack([q[..., :2].norm(dim=-1) - major, q[..., 2]], dim=-1)
     return ring.norm(dim=-1) - minor
@@ -70,33 +70,33 @@ def object_sdf(kind: str, p: Tensor) -> tuple[Tensor, Tensor]:
     """Signed distance of ``p`` (..., 3) to the object, and the accent-feature mask."""
     no_accent = torch.zeros(p.shape[:-1], dtype=torch.bool, device=p.device)
     if kind == "sphere":
-        return sphere(p, (0, 0, 0), 0.55), no_accent
+        return sphere(p, (0.0, 0.0, 0.0), 0.55), no_accent
     if kind == "cube":
-        return box(p, (0, 0, 0), (0.42, 0.42, 0.42), rounding=0.03), no_accent
+        return box(p, (0.0, 0.0, 0.0), (0.42, 0.42, 0.42), rounding=0.03), no_accent
     if kind == "cylinder":
-        return cylinder_z(p, (0, 0, 0), 0.38, 0.5), no_accent
+        return cylinder_z(p, (0.0, 0.0, 0.0), 0.38, 0.5), no_accent
     if kind == "cone":
         return cone_z(p, -0.5, 0.6, 0.5), no_accent
     if kind == "torus":
         return torus_z(p, 0.42, 0.2), no_accent
     if kind == "snowman":
-        body = torch.minimum(sphere(p, (0, 0, -0.28), 0.36), sphere(p, (0, 0, 0.25), 0.26))
+        body = torch.minimum(sphere(p, (0.0, 0.0, -0.28), 0.36), sphere(p, (0.0, 0.0, 0.25), 0.26))
         nose = cone_x(p, 0.18, 0.64, 0.14, (0.0, 0.25))
         return _union(body, nose)
     if kind == "house":
-        walls = box(p, (0, 0, -0.2), (0.4, 0.45, 0.32))
+        walls = box(p, (0.0, 0.0, -0.2), (0.4, 0.45, 0.32))
         # gable roof: a box rotated 45 degrees about x, cut at the walls' top
         y, z = p[..., 1], p[..., 2] - 0.12
         u, v = (y + z) * 0.7071, (z - y) * 0.7071
         roof_q = torch.stack([p[..., 0], u, v], dim=-1)
-        roof = box(roof_q, (0, 0, 0), (0.46, 0.33, 0.33))
+        roof = box(roof_q, (0.0, 0.0, 0.0), (0.46, 0.33, 0.33))
         roof = torch.maximum(roof, -(p[..., 2] - 0.12))
         body = torch.minimum(walls, roof)
         door = box(p, (0.42, 0.0, -0.3), (0.06, 0.16, 0.22))
         return _union(body, door)
     if kind == "mug":
-        outer = cylinder_z(p, (0, -0.1, 0), 0.36, 0.45)
-        inner = cylinder_z(p, (0, -0.1, 0.1), 0.29, 0.45)
+        outer = cylinder_z(p, (0.0, -0.1, 0.0), 0.36, 0.45)
+        inner = cylinder_z(p, (0.0, -0.1, 0.1), 0.29, 0.45)
         body = torch.maximum(outer, -inner)
         handle = torus_xz(p, 0.22, 0.07, (0.36, -0.1, 0.0))
         handle = torch.maximum(handle, -(p[..., 0] - 0.34))

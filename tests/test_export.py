@@ -1,0 +1,47 @@
+"""Mesh export of a geometry with a known shape: the initial density blob."""
+
+import numpy as np
+import pytest
+import trimesh
+
+from lift3d.encodings.hash_grid import HashGridConfig
+from lift3d.errors import RunError
+from lift3d.export.isosurface import extract_isosurface, vertex_albedo
+from lift3d.export.mesh_export import write_obj_with_vertex_colors
+from lift3d.geometry.implicit_volume import ImplicitVolume
+from lift3d.materials.no_material import NoMaterial
+
+
+def blob():
+    import torch
+
+    torch.manual_seed(0)
+    cfg = ImplicitVolume.Config(encoding=HashGridConfig(n_levels=4, log2_hashmap_size=10), density_bias="blob_magic3d",
+                                density_blob_scale=10.0, density_blob_std=0.5)
+    geo = ImplicitVolume(cfg)
+    torch.nn.init.zeros_(geo.density_network[-1].weight)
+    torch.nn.init.zeros_(geo.density_network[-1].bias)
+    return geo
+
+
+def test_blob_exports_as_a_sphere_of_the_right_radius(tmp_path):
+    geo = blob()
+    # softplus(10 (1 - r / 0.5)) = 1  <=>  r = 0.5 (1 - softplus^-1(1) / 10)
+    expected_r = 0.5 * (1 - np.log(np.e - 1) / 10)
+    mesh = extract_isosurface(geo, resolution=64, threshold=1.0)
+    radii = np.linalg.norm(mesh.vertices, axis=1)
+    assert abs(radii.mean() - expected_r) < 0.01 and radii.std() < 0.01
+    mesh.colors = vertex_albedo(geo, NoMaterial(None), mesh.vertices)
+    assert mesh.colors.shape == mesh.vertices.shape and 0 <= mesh.colors.min() and mesh.colors.max() <= 1
+    path = tmp_path / "save" / "model.obj"
+    write_obj_with_vertex_colors(mesh, path)
+    loaded = trimesh.load(path, process=False)
+    assert loaded.is_watertight
+    assert loaded.volume > 0  # outward winding
+    assert abs(loaded.volume - 4 / 3 * np.pi * expected_r**3) < 0.05 * loaded.volume
+    assert not list(path.parent.glob("*.tmp*"))
+
+
+def test_empty_isosurface_is_a_clear_error():
+    with pytest.raises(RunError, match="isosurface at density 1e\\+06 is empty"):
+        extract_isosurface(blob(), resolution=16, threshold=1e6)
