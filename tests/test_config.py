@@ -98,3 +98,11 @@ def test_cli_config_error_exits_nonzero_and_writes_nothing(override, message, tm
     assert lines[-1].startswith("error: ") and message in lines[-1]
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_param_lrs_override_by_dotted_path():
+    cfg = load("dreamfusion-if.yaml", "system.optimizer.param_lrs.geometry.encoding=0.04")
+    assert cfg.system.optimizer.param_lrs["geometry.encoding"] == 0.04
+    assert cfg.system.optimizer.param_lrs["geometry.density_network"] == 0.001
+    with pytest.raises(ConfigError, match=r"param_lrs\.geometry\.encoding: expected a learning rate"):
+        load("dreamfusion-if.yaml", "system.optimizer.param_lrs.geometry.encoding=fast")

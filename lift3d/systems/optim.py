@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -25,8 +25,26 @@ class OptimizerConfig:
     """Adam(W) epsilon."""
     weight_decay: float = 0.0
     """Weight decay."""
-    param_lrs: dict[str, float] = field(default_factory=dict)
-    """Learning rate per parameter-name prefix, e.g. {geometry.encoding: 0.01, geometry.density_network: 0.001}."""
+    param_lrs: dict[str, Any] = field(default_factory=dict)
+    """Learning rate per parameter-name prefix, e.g. {geometry.encoding: 0.01, geometry.density_network: 0.001}.
+    Nested mappings are flattened, so the override ``system.optimizer.param_lrs.geometry.encoding=0.02`` works."""
+
+    def __post_init__(self) -> None:
+        self.param_lrs = flatten_lrs(self.param_lrs, "system.optimizer.param_lrs")
+
+
+def flatten_lrs(value: dict, path: str, prefix: str = "") -> dict[str, float]:
+    """``{geometry: {encoding: 0.01}}`` and ``{geometry.encoding: 0.01}`` both become the latter."""
+    out: dict[str, float] = {}
+    for key, v in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(v, dict):
+            out.update(flatten_lrs(v, path, name + "."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[name] = float(v)
+        else:
+            raise ConfigError(f"{path}.{name}: expected a learning rate (a number), got {v!r}")
+    return out
 
 
 def build_optimizer(cfg: OptimizerConfig, module: torch.nn.Module) -> torch.optim.Optimizer:
