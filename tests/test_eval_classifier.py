@@ -1,0 +1,34 @@
+"""The shipped evaluation classifier, and the figures the model cards quote."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from lift3d.eval.world_classifier import CLASSIFIER_DIR, COLOUR_NAMES, load_classifier
+from lift3d.priors import BUNDLED
+from lift3d.priors.world.catalog import KINDS
+from lift3d.priors.world.render import render_objects, sample_views
+
+
+def test_classifier_names_fresh_world_renders():
+    g = torch.Generator().manual_seed(777)
+    n = 128
+    kinds = [KINDS[i] for i in torch.randint(len(KINDS), (n,), generator=g)]
+    colours = [COLOUR_NAMES[i] for i in torch.randint(len(COLOUR_NAMES), (n,), generator=g)]
+    images = render_objects(kinds, colours, sample_views(n, g)).rgb.permute(0, 3, 1, 2)
+    pred = load_classifier().predict(images)
+    kind_acc = sum(a == b for a, b in zip(pred["kind"], kinds)) / n
+    colour_acc = sum(a == b for a, b in zip(pred["colour"], colours)) / n
+    assert kind_acc >= 0.95 and colour_acc >= 0.95
+
+
+def test_model_cards_quote_the_measured_figures():
+    card = (BUNDLED["text"] / "README.md").read_text()
+    ev = json.loads((BUNDLED["text"] / "eval.json").read_text())
+    for name in ("training captions", "held-out captions"):
+        r = ev[name]
+        assert f"{r['colour']:.3f} | {r['kind']:.3f} | {r['both']:.3f} | {r['samples']}" in card
+    metrics = json.loads((CLASSIFIER_DIR / "metrics.json").read_text())["held_out_render_accuracy"]
+    clf_card = (CLASSIFIER_DIR / "README.md").read_text()
+    assert f"object {metrics['kind']}" in clf_card and f"colour {metrics['colour']}" in clf_card
