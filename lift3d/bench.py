@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import tempfile
 import time
 from pathlib import Path
 

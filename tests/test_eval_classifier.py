@@ -1,7 +1,6 @@
 """The shipped evaluation classifier, and the figures the model cards quote."""
 
 import json
-from pathlib import Path
 
 import torch
 

@@ -39,9 +39,6 @@ class PromptEmbeddings:
         uncond = self.uncond.to(elevation.device)[None].expand(b, -1, -1)
         return cond, uncond
 
-    def to(self, device: torch.device | str) -> "PromptEmbeddings":
-        return PromptEmbeddings(self.cond.to(device), self.uncond.to(device), self.views.to(device), self.thresholds, self.view_dependent)
-
 
 class BasePromptProcessor(Lift3DModule):
     """Turns the configured prompt into :class:`PromptEmbeddings` once, at construction."""

@@ -59,6 +59,3 @@ class OccupancyGrid(nn.Module):
         self.density.copy_(torch.maximum(old * self.decay, new))
         self.updates += 1
         self._occupied = None
-
-    def occupancy_fraction(self) -> float:
-        return self.occupied.float().mean().item()

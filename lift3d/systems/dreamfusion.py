@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import imageio.v2 as imageio
 import torch
 import torch.nn.functional as F
 

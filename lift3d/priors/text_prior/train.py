@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lift3d.priors.text_prior.model import MAX_TOKENS, build_scheduler, build_text_encoder, build_tokenizer, build_unet
-from lift3d.priors.world.catalog import KINDS, caption, training_pairs
+from lift3d.priors.world.catalog import caption, training_pairs
 from lift3d.priors.world.render import render_objects, sample_views
 from lift3d.prompts.view_dependent import VIEW_NAMES, VIEW_SUFFIXES, view_index
 from lift3d.utils.io import atomic_save_torch, write_png
