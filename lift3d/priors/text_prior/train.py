@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from lift3d.priors.training import ema_update, image_grid, warmup_cosine_lr
 from lift3d.priors.text_prior.model import MAX_TOKENS, build_scheduler, build_text_encoder, build_tokenizer, build_unet
 from lift3d.priors.world.catalog import caption, training_pairs
 from lift3d.priors.world.render import render_objects, sample_views
@@ -73,15 +72,6 @@ def sample(unet, text_encoder, tokenizer, scheduler_config, prompts: list[str], 
         cond, uncond = eps.chunk(2)
         x = sched.step(uncond + cfg * (cond - uncond), t, x).prev_sample
     return ((x.clamp(-1, 1) + 1) / 2).cpu()
-
-
-def image_grid(images: torch.Tensor, cols: int) -> np.ndarray:
-    b, c, h, w = images.shape
-    rows = math.ceil(b / cols)
-    grid = torch.ones(rows * cols, c, h, w)
-    grid[:b] = images
-    grid = grid.reshape(rows, cols, c, h, w).permute(0, 3, 1, 4, 2).reshape(rows * h, cols * w, c)
-    return (grid.numpy() * 255).round().astype(np.uint8)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     loss_avg = None
     while step < args.steps:
         t0 = time.time()
-        lr = args.lr * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+        lr = warmup_cosine_lr(step, args.steps, args.lr)
         for group in opt.param_groups:
             group["lr"] = lr
         idx = torch.randint(n, (args.batch_size,), generator=g)
@@ -162,11 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        decay = min(0.999, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for src, dst in ((unet, ema_unet), (text_encoder, ema_text)):
-                for p_ema, p in zip(dst.parameters(), src.parameters()):
-                    p_ema.lerp_(p, 1 - decay)
+        ema_update([(unet, ema_unet), (text_encoder, ema_text)], step)
         step += 1
         wall += time.time() - t0
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()

@@ -1,0 +1,121 @@
+"""Components of the bundled view-conditioned (Zero-1-to-3 style) prior.
+
+Layout follows the diffusers ports of Zero123 (``unet/``, ``image_encoder/``,
+``cc_projection/``, ``feature_extractor/``, ``scheduler/``, and ``vae/`` for a latent model):
+
+- the UNet's input is the noisy target view concatenated with the reference view
+  (pixels here; latents in a real Zero123), so ``in_channels`` is twice the image channels;
+- its cross-attention context is one token: the reference view's CLIP image embedding joined
+  with the relative camera ``(Δelevation, sin Δazimuth, cos Δazimuth, Δdistance)`` and mapped
+  back to the embedding width by ``cc_projection``;
+- the unconditional branch (for classifier-free guidance) zeroes both the context and the
+  concatenated reference view, as Zero123 does.
+
+Angles of the relative camera are in radians, Δ = target − reference. (Zero123 writes the
+first entry as Δpolar = −Δelevation; a converted real checkpoint flips that sign in its loader.)
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDPMScheduler, UNet2DConditionModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from jaxtyping import Float
+from torch import Tensor
+from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from lift3d.priors.world import conventions as conv
+
+EMBED_WIDTH = 64
+"""Width of the image embedding and of the UNet's cross-attention context."""
+CAMERA_FEATURES = 4
+"""(Δelevation, sin Δazimuth, cos Δazimuth, Δdistance)."""
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class CCProjection(ModelMixin, ConfigMixin):
+    """Joins image embedding and relative camera into the UNet's context (``cc_projection/``)."""
+
+    @register_to_config
+    def __init__(self, in_channel: int = EMBED_WIDTH + CAMERA_FEATURES, out_channel: int = EMBED_WIDTH) -> None:
+        super().__init__()
+        self.projection = torch.nn.Linear(in_channel, out_channel)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.projection(x)
+
+
+def build_unet(resolution: int = conv.RESOLUTION) -> UNet2DConditionModel:
+    return UNet2DConditionModel(
+        sample_size=resolution,
+        in_channels=6,
+        out_channels=3,
+        block_out_channels=(32, 64, 96),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=EMBED_WIDTH,
+        attention_head_dim=4,
+        norm_num_groups=16,
+    )
+
+
+def build_image_encoder(resolution: int = conv.RESOLUTION) -> CLIPVisionModelWithProjection:
+    cfg = CLIPVisionConfig(
+        image_size=resolution,
+        patch_size=4,
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        projection_dim=EMBED_WIDTH,
+    )
+    return CLIPVisionModelWithProjection(cfg)
+
+
+def build_feature_extractor(resolution: int = conv.RESOLUTION) -> CLIPImageProcessor:
+    """Preprocessing of the reference view for the image encoder (saved for layout parity)."""
+    return CLIPImageProcessor(
+        size={"shortest_edge": resolution},
+        crop_size={"height": resolution, "width": resolution},
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+    )
+
+
+def build_scheduler() -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
+
+
+def relative_camera(
+    ref_elevation: Float[Tensor, "B"],
+    ref_azimuth: Float[Tensor, "B"],
+    ref_distance: Float[Tensor, "B"],
+    elevation: Float[Tensor, "B"],
+    azimuth: Float[Tensor, "B"],
+    distance: Float[Tensor, "B"],
+) -> Float[Tensor, "B 4"]:
+    """The camera features of target views relative to reference views (angles in degrees)."""
+    d_elev = torch.deg2rad(elevation - ref_elevation)
+    d_azim = torch.deg2rad(azimuth - ref_azimuth)
+    return torch.stack([d_elev, torch.sin(d_azim), torch.cos(d_azim), distance - ref_distance], dim=-1)
+
+
+def clip_normalize(images: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B 3 H W"]:
+    """Images in [0, 1] normalised as the feature extractor does (differentiable)."""
+    mean = images.new_tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def view_context(
+    image_encoder: CLIPVisionModelWithProjection,
+    cc_projection: CCProjection,
+    reference: Float[Tensor, "B 3 H W"],
+    camera: Float[Tensor, "B 4"],
+) -> Float[Tensor, "B 1 D"]:
+    """Cross-attention context of reference views in [0, 1] seen from relative cameras."""
+    embeds = image_encoder(pixel_values=clip_normalize(reference)).image_embeds
+    return cc_projection(torch.cat([embeds, camera.to(embeds.dtype)], dim=-1))[:, None, :]
