@@ -3,6 +3,7 @@
 * hash grid (16 levels x 2 features, 2^19 table) forward+backward on 262,144 points;
 * one DreamFusion training step split into render forward, guidance, backward, optimizer;
 * samples evaluated per ray with and without the occupancy grid once a blob has formed;
+* the PyTorch mesh rasterizer on a 20k-face sphere at 256x256 (rasterize + interpolate + antialias);
 * peak resident memory.
 """
 
@@ -104,6 +105,30 @@ def bench_occupancy(config: str, overrides: list[str]) -> dict:
     }
 
 
+def bench_rasterizer(resolution: int = 256, repeats: int = 5) -> dict:
+    """Frames per second of the PyTorch rasterizer on an icosphere with 20,480 faces."""
+    import trimesh
+
+    from lift3d.data.camera_math import look_at, projection_matrix, spherical_to_position
+    from lift3d.renderers.rasterizer import MeshRasterizer
+
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=0.8)
+    verts = torch.tensor(mesh.vertices, dtype=torch.float32)
+    faces = torch.tensor(mesh.faces, dtype=torch.long)
+    c2w = look_at(spherical_to_position(torch.tensor([15.0]), torch.tensor([0.0]), torch.tensor([2.5])))
+    mvp = projection_matrix(torch.tensor([45.0])) @ torch.linalg.inv(c2w)
+    clip = (torch.cat([verts, torch.ones(len(verts), 1)], -1) @ mvp[0].T)[None]
+    colours = (verts + 1) / 2
+    r = MeshRasterizer()
+
+    def frame():
+        rast = r.rasterize(clip, faces, (resolution, resolution))
+        r.antialias(r.interpolate(colours, rast, faces), rast, clip, faces)
+
+    seconds = _timeit(frame, repeats)
+    return {f"rasterizer {len(faces):,} faces at {resolution}x{resolution} (frames/s)": 1.0 / seconds}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(Path(__file__).parents[1] / "configs" / "dreamfusion-bundled.yaml"))
@@ -120,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     rows.update(bench_hash_grid())
     rows.update(bench_training_step(args.config, overrides, args.steps))
     rows.update(bench_occupancy(args.config, overrides))
+    rows.update(bench_rasterizer())
     rows["peak resident memory (MB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     width = max(len(k) for k in rows)
     print(f"| {'measure'.ljust(width)} | value |")
