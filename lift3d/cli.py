@@ -133,7 +133,7 @@ def run(argv: list[str] | None = None) -> int:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         system.load_state_dict(state["state_dict"])
         system._lift3d_step = int(state["global_step"])
-        paths = export_system(system, trial / "save", cfg.export.resolution, cfg.export.threshold)
+        paths = export_system(system, trial / "save", cfg.export)
         for p in paths:
             print(f"exported {p}")
     print(f"outputs are in {trial}")

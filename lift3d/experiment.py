@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 from lift3d.config import module_field
 
@@ -42,6 +42,16 @@ class ExportConfig:
     """Marching-cubes grid resolution."""
     threshold: Optional[float] = None
     """Density of the isosurface; null: chosen automatically (Otsu's method on log density)."""
+    formats: list[Literal["obj", "glb", "ply"]] = field(default_factory=lambda: ["obj", "glb"])
+    """Files to write: obj (OBJ + MTL + PNG texture), glb (PBR base-colour texture), ply (vertex colours)."""
+    min_component_fraction: float = 0.05
+    """Drop connected pieces with fewer faces than this fraction of the largest piece (0 keeps all)."""
+    max_faces: int = 10000
+    """Decimate to at most this many faces before unwrapping (0: no decimation)."""
+    texture_size: int = 512
+    """Width and height of the baked texture in texels."""
+    texture_dilation: int = 8
+    """Rings of texels filled outside the UV charts so filtering at seams never reaches background."""
 
 
 @dataclass

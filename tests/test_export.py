@@ -7,7 +7,7 @@ import trimesh
 from lift3d.encodings.hash_grid import HashGridConfig
 from lift3d.errors import RunError
 from lift3d.export.isosurface import extract_isosurface, vertex_albedo
-from lift3d.export.mesh_export import write_obj_with_vertex_colors
+from lift3d.export.writers import write_ply
 from lift3d.geometry.implicit_volume import ImplicitVolume
 from lift3d.materials.no_material import NoMaterial
 
@@ -33,8 +33,8 @@ def test_blob_exports_as_a_sphere_of_the_right_radius(tmp_path):
     assert abs(radii.mean() - expected_r) < 0.01 and radii.std() < 0.01
     mesh.colors = vertex_albedo(geo, NoMaterial(None), mesh.vertices)
     assert mesh.colors.shape == mesh.vertices.shape and 0 <= mesh.colors.min() and mesh.colors.max() <= 1
-    path = tmp_path / "save" / "model.obj"
-    write_obj_with_vertex_colors(mesh, path)
+    path = tmp_path / "save" / "model.ply"
+    write_ply(mesh, path)
     loaded = trimesh.load(path, process=False)
     assert loaded.is_watertight
     assert loaded.volume > 0  # outward winding

@@ -1,33 +1,79 @@
-"""``--export``: a vertex-coloured mesh of a trained geometry, written atomically into ``save/``."""
+"""``--export``: isosurface -> cleanup -> decimation -> UV unwrap -> texture bake -> writers.
+
+Files go to ``save/it<N>-export/`` of the trial: ``model.obj`` + ``model.mtl`` + ``texture.png``,
+``model.glb``, ``model.ply`` (as ``export.formats`` asks). Every file is written atomically.
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from lift3d.errors import RunError
 from lift3d.export.isosurface import Mesh, extract_isosurface, vertex_albedo
-from lift3d.utils.io import atomic_path
+from lift3d.export.mesh_cleanup import decimate, remove_small_components
+from lift3d.export.texture_bake import bake_texture
+from lift3d.export.uv_unwrap import unwrap
+from lift3d.export.writers import write_glb, write_obj, write_ply
 
 
-def write_obj_with_vertex_colors(mesh: Mesh, path: Path) -> None:
-    lines = ["# lift3d export: vertex colours after each position"]
-    colors = mesh.colors if mesh.colors is not None else np.ones_like(mesh.vertices)
-    lines += [f"v {x:.6f} {y:.6f} {z:.6f} {r:.4f} {g:.4f} {b:.4f}" for (x, y, z), (r, g, b) in zip(mesh.vertices, colors)]
-    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in mesh.faces]
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+@dataclass
+class TexturedMesh:
+    """An exported mesh: geometry with split UV seams, texture coordinates and its baked texture."""
+
+    mesh: Mesh
+    uvs: np.ndarray
+    texture: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
 
 
-def export_system(system, save_dir: Path, resolution: int = 128, threshold: float | None = None) -> list[Path]:
-    """Extract, colour and write the mesh of ``system``; returns the written files."""
-    system.eval()
-    mesh = extract_isosurface(system.geometry, resolution, threshold)
+def textured_mesh(system, cfg) -> TexturedMesh:
+    """Build the textured mesh of a trained system under export settings ``cfg``."""
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    mesh = extract_isosurface(system.geometry, cfg.resolution, cfg.threshold)
+    timings["isosurface"] = time.perf_counter() - t
+    t = time.perf_counter()
+    mesh = decimate(remove_small_components(mesh, cfg.min_component_fraction), cfg.max_faces)
+    timings["cleanup + decimation"] = time.perf_counter() - t
+    t = time.perf_counter()
+    mesh, uvs = unwrap(mesh)
+    timings["uv unwrap"] = time.perf_counter() - t
+    t = time.perf_counter()
+    texture, _ = bake_texture(mesh.vertices, mesh.faces, uvs, albedo_function(system), cfg.texture_size, cfg.texture_dilation)
+    timings["texture bake"] = time.perf_counter() - t
     mesh.colors = vertex_albedo(system.geometry, system.material, mesh.vertices)
-    out = Path(save_dir) / f"it{system.true_global_step}-export" / "model.obj"
+    return TexturedMesh(mesh, uvs, texture, timings)
+
+
+def albedo_function(system):
+    @torch.no_grad()
+    def albedo_at(points: torch.Tensor) -> torch.Tensor:
+        device = next(system.geometry.parameters()).device
+        out = [system.material.albedo(system.geometry(p.to(device)).features).cpu() for p in points.split(65536)]
+        return torch.cat(out)
+
+    return albedo_at
+
+
+def export_system(system, save_dir: Path, cfg) -> list[Path]:
+    """Extract, texture and write the mesh of ``system``; returns the written files."""
+    system.eval()
+    result = textured_mesh(system, cfg)
+    out = Path(save_dir) / f"it{system.true_global_step}-export"
     try:
-        write_obj_with_vertex_colors(mesh, out)
+        out.mkdir(parents=True, exist_ok=True)
+        paths: list[Path] = []
+        if "obj" in cfg.formats:
+            paths += write_obj(result.mesh, result.uvs, result.texture, out / "model.obj")
+        if "glb" in cfg.formats:
+            paths += write_glb(result.mesh, result.uvs, result.texture, out / "model.glb")
+        if "ply" in cfg.formats:
+            paths += write_ply(result.mesh, out / "model.ply")
     except OSError as exc:
-        raise RunError(f"cannot write {out}: {exc.strerror}; make the trial's save/ folder writable") from exc
-    return [out]
+        raise RunError(f"cannot write into {out}: {exc.strerror}; make the trial's save/ folder writable") from exc
+    return paths
