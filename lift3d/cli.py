@@ -133,7 +133,8 @@ def run(argv: list[str] | None = None) -> int:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         system.load_state_dict(state["state_dict"])
         system._lift3d_step = int(state["global_step"])
-        paths = export_system(system, trial / "save", cfg.export)
+        test_views = [datamodule.test_dataset[i] for i in range(len(datamodule.test_dataset))]
+        paths = export_system(system, trial / "save", cfg.export, cameras=test_views, fps=system.cfg.video_fps)
         for p in paths:
             print(f"exported {p}")
     print(f"outputs are in {trial}")

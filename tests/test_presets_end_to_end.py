@@ -51,6 +51,14 @@ def test_preset_trains_tests_and_resumes(preset, tmp_path, request):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert trial_dirs(out) == [trial]
 
+    # --export: textured mesh files and the rasterized turntable of the export, same trial
+    proc = launch(["--config", str(trial / "configs" / "parsed.yaml"), "--export", f"resume={trial}",
+                   "export.resolution=32", "export.texture_size=64"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exported = sorted(p.name for p in (trial / "save" / "it4-export").iterdir())
+    assert exported == ["model.glb", "model.mtl", "model.obj", "texture.png"]
+    assert imageio.get_reader(str(trial / "save" / "it4-export.mp4")).count_frames() == 5
+
     # resume training from the trial directory: continues at step 4 and stops at 6
     proc = launch(["--config", str(trial / "configs" / "parsed.yaml"), "--train", f"resume={trial}", "trainer.max_steps=6"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

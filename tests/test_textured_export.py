@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+import imageio
 import pytest
 import torch
 import trimesh
@@ -85,9 +85,12 @@ def test_export_matches_the_nerf_renders_in_mask_and_colour(tmp_path):
 
 def test_export_writes_obj_glb_ply_that_load_back_with_their_texture(tmp_path):
     cfg = ExportConfig(resolution=48, threshold=100.0, texture_size=128, formats=["obj", "glb", "ply"], max_faces=2000)
-    paths = export_system(FakeSystem(), tmp_path / "save", cfg)
+    paths = export_system(FakeSystem(), tmp_path / "save", cfg, cameras=[turntable(3, 32), turntable(2, 32)])
     out = tmp_path / "save" / "it7-export"
-    assert sorted(p.name for p in paths) == ["model.glb", "model.mtl", "model.obj", "model.ply", "texture.png"]
+    assert sorted(p.name for p in paths) == ["it7-export.mp4", "model.glb", "model.mtl", "model.obj", "model.ply", "texture.png"]
+    video = list(imageio.v2.get_reader(str(tmp_path / "save" / "it7-export.mp4")))
+    assert len(video) == 5 and video[0].shape == (32, 32, 3)
+    assert video[0][16, 16].mean() < 250 and video[0][0, 0].min() > 250  # the sphere on white
     assert not list(out.glob("*.tmp*"))
     glb = trimesh.load(out / "model.glb", force="mesh")
     assert len(glb.faces) <= 2000

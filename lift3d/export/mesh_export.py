@@ -60,8 +60,12 @@ def albedo_function(system):
     return albedo_at
 
 
-def export_system(system, save_dir: Path, cfg) -> list[Path]:
-    """Extract, texture and write the mesh of ``system``; returns the written files."""
+def export_system(system, save_dir: Path, cfg, cameras=None, fps: int = 30) -> list[Path]:
+    """Extract, texture and write the mesh of ``system``; returns the written files.
+
+    With ``cameras`` (an iterable of ``CameraBatch``, e.g. the test turntable), the textured mesh
+    is also rendered by the rasterizer from each to ``it<N>-export.mp4`` beside the NeRF's video.
+    """
     system.eval()
     result = textured_mesh(system, cfg)
     out = Path(save_dir) / f"it{system.true_global_step}-export"
@@ -74,6 +78,21 @@ def export_system(system, save_dir: Path, cfg) -> list[Path]:
             paths += write_glb(result.mesh, result.uvs, result.texture, out / "model.glb")
         if "ply" in cfg.formats:
             paths += write_ply(result.mesh, out / "model.ply")
+        if cameras is not None:
+            paths.append(export_turntable(result, cameras, Path(save_dir) / f"it{system.true_global_step}-export.mp4", fps))
     except OSError as exc:
         raise RunError(f"cannot write into {out}: {exc.strerror}; make the trial's save/ folder writable") from exc
     return paths
+
+
+def export_turntable(result: TexturedMesh, cameras, path: Path, fps: int = 30) -> Path:
+    """The textured mesh rendered (albedo, white background) from each camera batch, as an mp4."""
+    from lift3d.export.mesh_render import render_textured_mesh
+    from lift3d.utils.images import to_uint8, write_video
+
+    frames = []
+    for batch in cameras:
+        rgb, _ = render_textured_mesh(result.mesh.vertices, result.mesh.faces, result.uvs, result.texture, batch)
+        frames += [to_uint8(img) for img in rgb]
+    write_video(path, frames, fps=fps)
+    return path
