@@ -31,3 +31,20 @@ def test_model_cards_quote_the_measured_figures():
     metrics = json.loads((CLASSIFIER_DIR / "metrics.json").read_text())["held_out_render_accuracy"]
     clf_card = (CLASSIFIER_DIR / "README.md").read_text()
     assert f"object {metrics['kind']}" in clf_card and f"colour {metrics['colour']}" in clf_card
+
+
+def test_view_prior_card_quotes_its_measured_figures():
+    card = (BUNDLED["view"] / "README.md").read_text()
+    ev = json.loads((BUNDLED["view"] / "eval.json").read_text())
+    for name in ("prior", "baseline (reference view)"):
+        r = ev[name]
+        assert f"| {name} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['mask_iou']:.3f} | {r['views']} |" in card
+
+
+def test_shipped_weights_fit_the_budget_and_are_safetensors():
+    from lift3d.priors import WEIGHTS_DIR
+
+    files = [p for p in WEIGHTS_DIR.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 40 * 2**20
+    weights = [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".safetensors")]
+    assert weights and all(p.suffix == ".safetensors" for p in weights)

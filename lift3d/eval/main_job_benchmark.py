@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("bench_runs/main_job"))
     ap.add_argument("--config", type=Path, default=ROOT / "configs" / "dreamfusion-bundled.yaml")
     ap.add_argument("--no-plain", action="store_true", help="skip the plain-prompt (no view suffix) runs of the asymmetric captions")
+    ap.add_argument("--captions", nargs="+", default=None, metavar="CAPTION", help='run only these captions (e.g. "a red house")')
     ap.add_argument("overrides", nargs="*", help="config overrides passed to every run")
     args = ap.parse_args(argv)
     from tqdm import tqdm
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [(c, k, True) for c, k in TRAINING + list(HELD_OUT[:3])]
     if not args.no_plain:
         jobs += [(c, k, False) for c, k in TRAINING if k in ASYMMETRIC_KINDS]
+    if args.captions:
+        jobs = [j for j in jobs if caption(j[0], j[1]) in args.captions]
     seen = {(r["colour"], r["kind"], r["view_dependent"]) for r in done if "error" not in r}
     for colour, kind, vd in tqdm(jobs, desc="main-job benchmark", unit="run"):
         if (colour, kind, vd) in seen:

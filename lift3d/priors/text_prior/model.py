@@ -52,10 +52,11 @@ def build_text_encoder() -> CLIPTextModel:
     return CLIPTextModel(cfg)
 
 
-def build_unet(resolution: int = 32) -> UNet2DConditionModel:
+def build_unet(resolution: int = 32, in_channels: int = 3) -> UNet2DConditionModel:
+    """The bundled priors' UNet (the view prior feeds it 6 channels: noisy target ++ reference)."""
     return UNet2DConditionModel(
         sample_size=resolution,
-        in_channels=3,
+        in_channels=in_channels,
         out_channels=3,
         block_out_channels=(32, 64, 96),
         layers_per_block=1,

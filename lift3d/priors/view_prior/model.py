@@ -18,17 +18,22 @@ first entry as Δpolar = −Δelevation; a converted real checkpoint flips that 
 from __future__ import annotations
 
 import torch
-from diffusers import DDPMScheduler, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from jaxtyping import Float
 from torch import Tensor
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from lift3d.priors.text_prior.model import TEXT_WIDTH, build_scheduler
+from lift3d.priors.text_prior.model import build_unet as build_text_prior_unet
 from lift3d.priors.world import conventions as conv
 
-EMBED_WIDTH = 64
-"""Width of the image embedding and of the UNet's cross-attention context."""
+__all__ = ["CCProjection", "build_unet", "build_image_encoder", "build_feature_extractor", "build_scheduler",
+           "relative_camera", "clip_normalize", "view_context"]
+
+EMBED_WIDTH = TEXT_WIDTH
+"""Width of the image embedding and of the UNet's cross-attention context (the text prior's)."""
 CAMERA_FEATURES = 4
 """(Δelevation, sin Δazimuth, cos Δazimuth, Δdistance)."""
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -48,18 +53,8 @@ class CCProjection(ModelMixin, ConfigMixin):
 
 
 def build_unet(resolution: int = conv.RESOLUTION) -> UNet2DConditionModel:
-    return UNet2DConditionModel(
-        sample_size=resolution,
-        in_channels=6,
-        out_channels=3,
-        block_out_channels=(32, 64, 96),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=EMBED_WIDTH,
-        attention_head_dim=4,
-        norm_num_groups=16,
-    )
+    """The text prior's UNet with the reference view concatenated to its input; context width ``EMBED_WIDTH``."""
+    return build_text_prior_unet(resolution, in_channels=6)
 
 
 def build_image_encoder(resolution: int = conv.RESOLUTION) -> CLIPVisionModelWithProjection:
@@ -83,10 +78,6 @@ def build_feature_extractor(resolution: int = conv.RESOLUTION) -> CLIPImageProce
         image_mean=list(CLIP_MEAN),
         image_std=list(CLIP_STD),
     )
-
-
-def build_scheduler() -> DDPMScheduler:
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
 
 
 def relative_camera(
