@@ -42,6 +42,8 @@ class ExportConfig:
     """Marching-cubes grid resolution."""
     threshold: Optional[float] = None
     """Density of the isosurface; null: chosen automatically (Otsu's method on log density)."""
+    coarse_to_fine: bool = False
+    """Find the occupied box on a 4x coarser grid first, then run marching cubes at full resolution inside it."""
     formats: list[Literal["obj", "glb", "ply"]] = field(default_factory=lambda: ["obj", "glb"])
     """Files to write: obj (OBJ + MTL + PNG texture), glb (PBR base-colour texture), ply (vertex colours)."""
     min_component_fraction: float = 0.05

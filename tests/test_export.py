@@ -45,3 +45,13 @@ def test_blob_exports_as_a_sphere_of_the_right_radius(tmp_path):
 def test_empty_isosurface_is_a_clear_error():
     with pytest.raises(RunError, match="isosurface at density 1e\\+06 is empty"):
         extract_isosurface(blob(), resolution=16, threshold=1e6)
+
+
+def test_coarse_to_fine_spends_the_grid_on_the_object():
+    geo = blob()
+    expected_r = 0.5 * (1 - np.log(np.e - 1) / 10)
+    plain = extract_isosurface(geo, resolution=64, threshold=1.0)
+    fine = extract_isosurface(geo, resolution=64, threshold=1.0, coarse_to_fine=True)
+    err = lambda m: np.abs(np.linalg.norm(m.vertices, axis=1) - expected_r).mean()  # noqa: E731
+    assert len(fine.faces) > 2 * len(plain.faces)  # smaller cells on the same surface
+    assert err(fine) < err(plain) and err(fine) < 0.01

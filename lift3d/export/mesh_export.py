@@ -35,7 +35,7 @@ def textured_mesh(system, cfg) -> TexturedMesh:
     """Build the textured mesh of a trained system under export settings ``cfg``."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    mesh = extract_isosurface(system.geometry, cfg.resolution, cfg.threshold)
+    mesh = extract_isosurface(system.geometry, cfg.resolution, cfg.threshold, cfg.coarse_to_fine)
     timings["isosurface"] = time.perf_counter() - t
     t = time.perf_counter()
     mesh = decimate(remove_small_components(mesh, cfg.min_component_fraction), cfg.max_faces)

@@ -39,10 +39,15 @@ class BaseImplicitGeometry(Lift3DModule):
         return (points / self.radius + 1.0) * 0.5
 
     @torch.no_grad()
-    def density_grid(self, resolution: int, chunk: int = 262144) -> Tensor:
-        """Density on a regular ``resolution^3`` grid of cell centres, indexed [x, y, z]."""
-        lin = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution * 2 - 1
-        pts = torch.stack(torch.meshgrid(lin, lin, lin, indexing="ij"), dim=-1).reshape(-1, 3) * self.radius
+    def density_grid(self, resolution: int, chunk: int = 262144, bbox: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Density on a regular ``resolution^3`` grid of cell centres, indexed [x, y, z].
+
+        The grid spans ``bbox`` (min corner, max corner) when given, else the scene box.
+        """
+        lo, hi = bbox if bbox is not None else (torch.full((3,), -self.radius), torch.full((3,), self.radius))
+        t = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
+        axes = [lo[i] + t * (hi[i] - lo[i]) for i in range(3)]
+        pts = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
         device = next(self.parameters()).device
         out = [self.forward_density(p.to(device)) for p in pts.split(chunk)]
         return torch.cat(out).reshape(resolution, resolution, resolution)
