@@ -29,6 +29,17 @@ def _subset(mesh: Mesh, keep_faces: np.ndarray) -> Mesh:
     return Mesh(mesh.vertices[used], remap[faces], colors)
 
 
+def smooth(mesh: Mesh, iterations: int = 5) -> Mesh:
+    """Taubin smoothing (trimesh): removes marching-cubes staircase noise without shrinking the shape."""
+    import trimesh
+
+    if iterations <= 0 or len(mesh.faces) == 0:
+        return mesh
+    tm = trimesh.Trimesh(mesh.vertices.copy(), mesh.faces, process=False)
+    trimesh.smoothing.filter_taubin(tm, iterations=iterations)
+    return Mesh(np.asarray(tm.vertices, dtype=np.float32), mesh.faces, mesh.colors)
+
+
 def decimate(mesh: Mesh, max_faces: int) -> Mesh:
     """Quadric-error decimation (Fast-Quadric-Mesh-Simplification) down to at most ``max_faces``."""
     import fast_simplification

@@ -15,7 +15,7 @@ import torch
 
 from lift3d.errors import RunError
 from lift3d.export.isosurface import Mesh, extract_isosurface, vertex_albedo
-from lift3d.export.mesh_cleanup import decimate, remove_small_components
+from lift3d.export.mesh_cleanup import decimate, remove_small_components, smooth
 from lift3d.export.texture_bake import bake_texture
 from lift3d.export.uv_unwrap import unwrap
 from lift3d.export.writers import write_glb, write_obj, write_ply
@@ -38,8 +38,9 @@ def textured_mesh(system, cfg) -> TexturedMesh:
     mesh = extract_isosurface(system.geometry, cfg.resolution, cfg.threshold, cfg.coarse_to_fine)
     timings["isosurface"] = time.perf_counter() - t
     t = time.perf_counter()
-    mesh = decimate(remove_small_components(mesh, cfg.min_component_fraction), cfg.max_faces)
-    timings["cleanup + decimation"] = time.perf_counter() - t
+    mesh = remove_small_components(mesh, cfg.min_component_fraction)
+    mesh = decimate(smooth(mesh, cfg.smooth_iterations), cfg.max_faces)
+    timings["cleanup, smoothing, decimation"] = time.perf_counter() - t
     t = time.perf_counter()
     mesh, uvs = unwrap(mesh)
     timings["uv unwrap"] = time.perf_counter() - t
