@@ -69,6 +69,8 @@ def export_system(system, save_dir: Path, cfg, cameras=None, fps: int = 30) -> l
     """
     system.eval()
     result = textured_mesh(system, cfg)
+    print(f"mesh: {len(result.mesh.faces):,} faces, {cfg.texture_size}² texture; "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items()))
     out = Path(save_dir) / f"it{system.true_global_step}-export"
     try:
         out.mkdir(parents=True, exist_ok=True)
