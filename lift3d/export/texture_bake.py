@@ -35,7 +35,7 @@ def bake_texture(
     tex = torch.zeros(size, size, 3)
     if mask.any():
         tex[mask] = albedo_at(pts[mask].float()).float().clamp(0, 1)
-    tex, filled = dilate(tex, mask, dilation)
+    tex, _ = dilate(tex, mask, dilation)
     return tex.numpy(), mask.numpy()
 
 
