@@ -4,6 +4,7 @@
 * one DreamFusion training step split into render forward, guidance, backward, optimizer;
 * samples evaluated per ray with and without the occupancy grid once a blob has formed;
 * the PyTorch mesh rasterizer on a 20k-face sphere at 256x256 (rasterize + interpolate + antialias);
+* one guidance evaluation (conditional + unconditional, batch 2) of each bundled prior;
 * peak resident memory.
 """
 
@@ -129,6 +130,34 @@ def bench_rasterizer(resolution: int = 256, repeats: int = 5) -> dict:
     return {f"rasterizer {len(faces):,} faces at {resolution}x{resolution} (frames/s)": 1.0 / seconds}
 
 
+def bench_prior_guidance(repeats: int = 30) -> dict:
+    """Median milliseconds of one classifier-free-guidance UNet call (cond + uncond = batch 2)."""
+    from lift3d.guidance.diffusers_prior import load_frozen_prior
+    from lift3d.guidance.view_prior import load_view_prior
+    from lift3d.priors import BUNDLED
+
+    text = load_frozen_prior(BUNDLED["text"])
+    size, ch = text.sample_size, text.in_channels
+    ctx = torch.randn(2, 10, text.unet.config.cross_attention_dim)
+
+    def text_eval():
+        with torch.no_grad():
+            text.unet(torch.randn(2, ch, size, size), torch.tensor([500, 500]), encoder_hidden_states=ctx)
+
+    view = load_view_prior(BUNDLED["view"])
+    x = torch.randn(1, 3, view.image_size, view.image_size)
+    context, concat = view.conditioning(x.clamp(0, 1), torch.zeros(1, 4))
+
+    def view_eval():
+        with torch.no_grad():
+            view.predict_noise(x, torch.tensor([500]), context, concat, 3.0)
+
+    return {
+        "text prior guidance eval, batch 2 (ms)": 1000 * _timeit(text_eval, repeats),
+        "view prior guidance eval, batch 2 (ms)": 1000 * _timeit(view_eval, repeats),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(Path(__file__).parents[1] / "configs" / "dreamfusion-bundled.yaml"))
@@ -146,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     rows.update(bench_training_step(args.config, overrides, args.steps))
     rows.update(bench_occupancy(args.config, overrides))
     rows.update(bench_rasterizer())
+    rows.update(bench_prior_guidance())
     rows["peak resident memory (MB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     width = max(len(k) for k in rows)
     print(f"| {'measure'.ljust(width)} | value |")

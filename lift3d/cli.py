@@ -2,11 +2,13 @@
 
     lift3d --config configs/dreamfusion-bundled.yaml --train system.prompt_processor.prompt="a red house"
     lift3d --config outputs/<name>/<trial>/configs/parsed.yaml --test resume=outputs/<name>/<trial>
+    lift3d eval suites/bundled-text.yaml --out evals/run1     (see lift3d.eval.cli)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -116,12 +118,17 @@ def run(argv: list[str] | None = None) -> int:
     ckpt_path = str(ckpt) if ckpt is not None else None
     if args.train:
         interrupt = next(cb for cb in trainer.callbacks if cb.__class__.__name__ == "InterruptCheckpoint")
+        start_step, fit_start = trainer.global_step, time.perf_counter()
         trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
+        fit_seconds = time.perf_counter() - fit_start
         if interrupt.saved_path is not None:
             print(f"interrupted at step {trainer.global_step}: checkpoint written to {interrupt.saved_path}\n"
                   f"resume with: python launch.py --config {trial / 'configs' / 'parsed.yaml'} --train resume={trial}")
             return 130
         trainer.save_checkpoint(trial / "ckpts" / "last.ckpt")
+        steps = trainer.global_step - (int(torch.load(ckpt_path, map_location="cpu", weights_only=True)["global_step"]) if ckpt_path else start_step)
+        atomic_write_text(trial / "train_info.json", json.dumps(
+            {"steps": steps, "fit_seconds": round(fit_seconds, 3), "steps_per_second": steps / max(fit_seconds, 1e-9)}, indent=2))
         trainer.test(system, datamodule=datamodule)
     elif args.validate:
         trainer.validate(system, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -187,6 +194,11 @@ def _make_trainer(cfg, trial: Path, accelerator: str, devices):
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "eval":
+        from lift3d.eval.cli import main as eval_main
+
+        eval_main(args[1:])
     try:
         code = run(argv)
     except Lift3DError as exc:

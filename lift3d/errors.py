@@ -25,3 +25,7 @@ class PriorError(Lift3DError):
 
 class RunError(Lift3DError):
     """A run directory or checkpoint that is missing or unusable."""
+
+
+class InputError(Lift3DError):
+    """An input file (mesh, suite, output folder) that is missing, unreadable or of the wrong kind."""

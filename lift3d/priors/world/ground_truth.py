@@ -17,7 +17,7 @@ def sdf_grid(kind: str, resolution: int = 96) -> np.ndarray:
     return d.reshape(resolution, resolution, resolution).numpy()
 
 
-def ground_truth_mesh(kind: str, resolution: int = 96):
+def ground_truth_mesh(kind: str, resolution: int = 128):
     """The object's surface as a watertight trimesh (marching cubes on its SDF), outward winding."""
     import trimesh
     from skimage.measure import marching_cubes
