@@ -19,7 +19,7 @@ Definitions (also in README, "Comparing methods"):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -87,6 +87,11 @@ def _slug(text: str) -> str:
 
 
 def _value_text(value: Any) -> str:
+    """An override value as OmegaConf reads it back (YAML spelling of non-finite floats)."""
+    if isinstance(value, float) and value != value:
+        return ".nan"
+    if isinstance(value, float) and abs(value) == float("inf"):
+        return ".inf" if value > 0 else "-.inf"
     return json.dumps(value) if not isinstance(value, str) else value
 
 

@@ -27,17 +27,20 @@ def _find_trial(root: Path) -> Path:
     return found[-1].parent.parent
 
 
-def _nan_step(trial: Path) -> int | None:
-    """The first logged step whose training loss is NaN or infinite, if any."""
+def non_finite(trial: Path) -> str | None:
+    """Why a trained trial is broken by NaN/inf (a logged loss or the saved weights), or None."""
+    import torch
+
     metrics = trial / "csv_logs" / "metrics.csv"
-    if not metrics.is_file():
-        return None
-    with open(metrics) as f:
-        for row in csv.DictReader(f):
-            value = row.get("train/loss") or ""
-            if value and not math.isfinite(float(value)):
-                return int(row["step"])
-    return None
+    if metrics.is_file():
+        with open(metrics) as f:
+            for row in csv.DictReader(f):
+                value = row.get("train/loss") or ""
+                if value and not math.isfinite(float(value)):
+                    return f"training loss became {value} at step {row['step']}"
+    state = torch.load(trial / "ckpts" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    bad = [k for k, v in state.items() if torch.is_floating_point(v) and not torch.isfinite(v).all()]
+    return f"trained weights hold NaN/inf ({bad[0]}{f' and {len(bad) - 1} more' if len(bad) > 1 else ''})" if bad else None
 
 
 def _newest(trial: Path, pattern: str) -> Path | None:
@@ -57,9 +60,9 @@ def work(spec: dict, run_dir: Path) -> dict:
     if code != 0:
         raise RuntimeError(f"training stopped with exit code {code}")
     trial = _find_trial(root / "run")
-    nan = _nan_step(trial)
-    if nan is not None:
-        raise FloatingPointError(f"training loss became NaN at step {nan}")
+    broken = non_finite(trial)
+    if broken is not None:
+        raise FloatingPointError(broken)
     if spec["export"]:
         code = lift3d_run(["--config", str(trial / "configs" / "parsed.yaml"), "--export", f"resume={trial}"])
         if code != 0:
