@@ -40,13 +40,18 @@ def _load(path: str):
     return model, tokenizer, torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
 
 
+def _embedding(out) -> Tensor:
+    """Projected embedding from ``get_*_features``: a tensor (transformers 4) or an output whose pooler_output it is (5)."""
+    return out if isinstance(out, Tensor) else out.pooler_output
+
+
 @torch.no_grad()
 def clip_score(frames: Float[Tensor, "N 3 H W"], prompt: str, model_dir: str | Path) -> float:
     """CLIP score (0-100) of frames in [0, 1] against ``prompt``."""
     model, tokenizer, mean, std = _load(str(model_dir))
     size = model.config.vision_config.image_size
     images = F.interpolate(frames, (size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    image_emb = F.normalize(model.get_image_features(pixel_values=(images - mean) / std), dim=-1)
+    image_emb = F.normalize(_embedding(model.get_image_features(pixel_values=(images - mean) / std)), dim=-1)
     tokens = tokenizer([prompt], padding=True, return_tensors="pt")
-    text_emb = F.normalize(model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens.get("attention_mask")), dim=-1)
+    text_emb = F.normalize(_embedding(model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens.get("attention_mask"))), dim=-1)
     return float(100 * (image_emb @ text_emb.T).clamp(min=0).mean())
