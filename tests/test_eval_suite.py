@@ -172,7 +172,7 @@ def test_failed_and_nan_runs_are_recorded_while_the_others_go_on(tmp_path):
     suite = write_suite(tmp_path / "failing.yaml", name="failing", grid=None, methods=[
         {"name": "ok", "preset": "x"},
         {"name": "no-prior", "preset": "x", "overrides": {"system.guidance.pretrained_model_name_or_path": str(tmp_path / "missing-prior")}},
-        {"name": "nan", "preset": "x", "overrides": {"system.guidance.guidance_scale": float("nan")}},
+        {"name": "nan", "preset": "x", "overrides": {"system.geometry.density_blob_scale": float("nan")}},  # NaN densities
     ])
     out = tmp_path / "out"
     proc = lift3d_eval(suite, "--out", out, "--workers", 2)
