@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Callable
+from collections.abc import Callable
 
 from lift3d.errors import ConfigError
-from lift3d.eval.worker import execute_run
+from lift3d.eval.worker import execute_run, failed_row
 
 OnResult = Callable[[dict], None]
 
@@ -25,9 +25,13 @@ def run_local(specs: list[dict], out: str, workers: int, on_result: OnResult) ->
     """Run specs on ``workers`` concurrent child processes of this machine."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ThreadPoolExecutor(max_workers=workers) as pool:  # each thread waits on one child process
-        futures = [pool.submit(execute_run, spec, out, threads) for spec in specs]
+        futures = {pool.submit(execute_run, spec, out, threads): spec for spec in specs}
         for future in as_completed(futures):
-            on_result(future.result())
+            try:
+                row = future.result()
+            except Exception as exc:  # the engine itself failed for this run (e.g. the disk): record it, go on
+                row = failed_row(futures[future], f"{type(exc).__name__}: {exc}")
+            on_result(row)
 
 
 def run_ray(specs: list[dict], out: str, address: str | None, on_result: OnResult, threads: int = 1) -> None:
@@ -47,11 +51,16 @@ def run_ray(specs: list[dict], out: str, address: str | None, on_result: OnResul
     try:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
         task = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(execute_run)
-        pending = [task.remote(spec, out, threads) for spec in specs]
+        refs = {task.remote(spec, out, threads): spec for spec in specs}
+        pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                on_result(ray.get(ref))
+                try:
+                    row = ray.get(ref)
+                except Exception as exc:  # a lost node or worker: recorded as this run's failure
+                    row = failed_row(refs[ref], f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}")
+                on_result(row)
     finally:
         if started:
             ray.shutdown()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lift3d.config import load_mapping, parse, to_dict
+from lift3d.config import load_mapping, parse
 from lift3d.errors import ConfigError
 
 
@@ -151,8 +151,8 @@ def expand(suite: SuiteConfig, suite_path: str | Path) -> list[RunSpec]:
                     hp = "_".join(f"{k.rsplit('.', 1)[-1]}-{_slug(_value_text(v))}" for k, v in hparams.items())
                     run_id = "__".join(x for x in (method.name, hp, _slug(prompt), f"s{seed}") if x)
                     runs.append(RunSpec(run_id, method.name, str(preset), prompt, seed, hparams, overrides, suite.export, suite.clip_model))
+    ids = [r.run_id for r in runs]
+    clash = next((i for i in ids if ids.count(i) > 1), None)
+    if clash is not None:
+        raise ConfigError(f"two runs of the suite would both be named {clash!r} (prompts or grid values that differ only in punctuation); make them distinct")
     return runs
-
-
-def suite_record(suite: SuiteConfig) -> dict:
-    return {"name": suite.name, "suite": to_dict(suite)}

@@ -102,14 +102,22 @@ def execute_run(spec: dict, out: str, threads: int = 1) -> dict:
     t0 = time.time()
     with open(run_dir / "log.txt", "w") as log:
         proc = subprocess.run([sys.executable, "-m", "lift3d.eval.worker", str(run_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
-    row = {k: spec[k] for k in ("run_id", "method", "prompt", "seed", "hparams")} | {"preset": spec["preset"], "overrides": spec["overrides"]}
     result = run_dir / "result.json"
     if proc.returncode == 0 and result.is_file():
-        return row | {"status": "ok"} | json.loads(result.read_text())
+        return spec_row(spec) | {"status": "ok"} | json.loads(result.read_text())
     error = (run_dir / "error.txt").read_text().strip() if (run_dir / "error.txt").is_file() else ""
     if not error:
         error = f"worker exited with code {proc.returncode}" + (" (killed: out of memory?)" if proc.returncode < 0 else "")
-    return row | {"status": "failed", "error": error, "wall_seconds": time.time() - t0, "log": str(run_dir / "log.txt")}
+    return failed_row(spec, error) | {"wall_seconds": time.time() - t0, "log": str(run_dir / "log.txt")}
+
+
+def spec_row(spec: dict) -> dict:
+    """The fields of a results row that come from the run's spec."""
+    return {k: spec[k] for k in ("run_id", "method", "prompt", "seed", "hparams", "preset", "overrides")}
+
+
+def failed_row(spec: dict, error: str) -> dict:
+    return spec_row(spec) | {"status": "failed", "error": error}
 
 
 def main(argv: list[str] | None = None) -> int:
