@@ -1,8 +1,6 @@
 """`lift3d eval score`: meshes from any tool scored on lift3d's cameras with lift3d's metrics."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,8 +17,23 @@ def _rgba(colour):
     return [int(round(255 * c)) for c in COLOURS[colour]] + [255]
 
 
-def lift3d_eval(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "lift3d.cli", "eval", *args], capture_output=True, text=True, cwd=cwd)
+class Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def lift3d_eval(capsys):
+    """``lift3d eval ...`` through the CLI's entry point, in this process (exit code, stdout, stderr)."""
+    from lift3d.cli import main
+
+    def call(*args):
+        with pytest.raises(SystemExit) as exit_:
+            main(["eval", *map(str, args)])
+        out = capsys.readouterr()
+        return Result(exit_.value.code, out.out, out.err)
+
+    return call
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +107,7 @@ def test_y_up_files_are_rotated_into_lift3d_z_up(tmp_path):
     assert np.allclose(Y_UP_TO_Z_UP @ np.array([0.0, 1.0, 0.0]), [0, 0, 1])
 
 
-def test_score_cli_errors_are_one_line_and_touch_nothing(tmp_path, house_glb):
+def test_score_cli_errors_are_one_line_and_touch_nothing(tmp_path, house_glb, lift3d_eval):
     bogus = tmp_path / "notes.glb"
     bogus.write_text("this is not a mesh")
     proc = lift3d_eval("score", "--mesh", str(bogus), "--prompt", "a red house", "--out", str(tmp_path / "o1"))
@@ -114,7 +127,7 @@ def test_score_cli_errors_are_one_line_and_touch_nothing(tmp_path, house_glb):
     assert proc.returncode == 2 and "--clip-model" in proc.stderr
 
 
-def test_score_cli_writes_results_and_report(tmp_path, house_glb):
+def test_score_cli_writes_results_and_report(tmp_path, house_glb, lift3d_eval):
     proc = lift3d_eval("score", "--mesh", str(house_glb), "--prompt", "a red house", "--out", str(tmp_path / "ext"), "--name", "gt-house")
     assert proc.returncode == 0, proc.stderr
     row = json.loads((tmp_path / "ext" / "results.jsonl").read_text().splitlines()[0])

@@ -60,6 +60,12 @@ def _finite(row: dict) -> bool:
     return all(isinstance(v, (int, float)) and math.isfinite(v) for v in row.get("metrics", {}).values())
 
 
+def pending_runs(specs: list[RunSpec], out: Path) -> list[RunSpec]:
+    """The runs still to do: those without an ``ok`` row with finite metrics (failed runs are retried)."""
+    done = {r["run_id"] for r in read_results(out) if r.get("status") == "ok" and _finite(r)}
+    return [s for s in specs if s.run_id not in done]
+
+
 def run_suite(suite_path: str | Path, out: str | Path, engine: str = "local", workers: int | None = None,
               address: str | None = None) -> list[dict]:
     """Expand, check and run a suite; returns the rows of its runs (ok and failed)."""
@@ -71,8 +77,7 @@ def run_suite(suite_path: str | Path, out: str | Path, engine: str = "local", wo
     specs: list[RunSpec] = expand(suite, suite_path)  # every run's config is checked before work starts
     out = Path(out)
     claim_folder(out, suite)
-    done = {r["run_id"] for r in read_results(out) if r.get("status") == "ok" and _finite(r)}
-    todo = [s.to_json() for s in specs if s.run_id not in done]
+    todo = [s.to_json() for s in pending_runs(specs, out)]
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc=f"suite {suite.name}", unit="run")
 
     def on_result(row: dict) -> None:
