@@ -40,9 +40,8 @@ def score_mesh(mesh_path: str | Path, prompt: str, out: str | Path, name: str | 
     from lift3d.utils.images import to_uint8, write_video
 
     out = Path(out)
-    if (out / SUITE).is_file():
-        pass  # a suite's folder (or an earlier score): the mesh joins its table
-    elif out.exists() and any(out.iterdir()):
+    # a suite's folder (or one of earlier scores) is fine: the mesh joins its table
+    if not (out / SUITE).is_file() and out.exists() and any(out.iterdir()):
         raise InputError(f"{out} is not empty and is not a lift3d eval folder; choose a new or empty --out, or a suite's folder")
     if not prompt.strip():
         raise InputError("--prompt is empty; give the prompt the mesh was made for, e.g. --prompt \"a red house\"")
