@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--captions", nargs="+", default=None, metavar="CAPTION", help='run only these captions (e.g. "a red house")')
     ap.add_argument("overrides", nargs="*", help="config overrides passed to every run")
     args = ap.parse_args(argv)
+    if args.captions:  # --captions is greedy: key=value items after it are overrides, not captions
+        args.overrides += [c for c in args.captions if "=" in c]
+        args.captions = [c for c in args.captions if "=" not in c]
     from tqdm import tqdm
 
     args.out.mkdir(parents=True, exist_ok=True)
