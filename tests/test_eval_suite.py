@@ -135,9 +135,9 @@ def test_report_figures_agree_with_the_results_file(local_run):
         for (method, setting), (mean, std, n) in aggregate(rows, key).items():
             values = [r["metrics"].get(key, r.get(key)) for r in rows if r["method"] == method and setting_label(r["hparams"]) == setting]
             assert mean == pytest.approx(np.mean(values))
-        section = report.split(f"## ")[[i for i, s in enumerate(report.split("## ")) if s.startswith(
-            {"r_precision": "R-precision", "silhouette_iou": "silhouette IoU", "chamfer": "Chamfer", "volume_iou": "volume IoU",
-             "steps_per_second": "steps/s"}[key])][0]]
+        title = {"r_precision": "R-precision", "silhouette_iou": "silhouette IoU", "chamfer": "Chamfer", "volume_iou": "volume IoU",
+                 "steps_per_second": "steps/s"}[key]
+        section = next(part for part in report.split("## ") if part.startswith(title))
         header = next(line for line in section.splitlines() if line.startswith("| method"))
         settings = [c.strip() for c in header.strip("|").split("|")][1:]
         for line in section.splitlines():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from jaxtyping import Bool, Float
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import Tensor
