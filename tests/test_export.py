@@ -6,8 +6,8 @@ import trimesh
 
 from lift3d.encodings.hash_grid import HashGridConfig
 from lift3d.errors import RunError
-from lift3d.export.isosurface import extract_isosurface, vertex_albedo
-from lift3d.export.writers import write_ply
+from lift3d.export.isosurface import Mesh, extract_isosurface, vertex_albedo
+from lift3d.export.writers import write_glb, write_ply
 from lift3d.geometry.implicit_volume import ImplicitVolume
 from lift3d.materials.no_material import NoMaterial
 
@@ -55,3 +55,21 @@ def test_coarse_to_fine_spends_the_grid_on_the_object():
     err = lambda m: np.abs(np.linalg.norm(m.vertices, axis=1) - expected_r).mean()  # noqa: E731
     assert len(fine.faces) > 2 * len(plain.faces)  # smaller cells on the same surface
     assert err(fine) < err(plain) and err(fine) < 0.01
+
+
+def test_glb_is_written_y_up_and_reads_back_into_the_z_up_world(tmp_path):
+    """A box tall along lift3d's up (+z) with its front on +x: in the GLB it stands along +y
+    (glTF's up), and lift3d's reader puts every vertex back where it was."""
+    from lift3d.eval.mesh_turntable import load_coloured_mesh
+
+    box = trimesh.creation.box((0.2, 0.3, 1.0))
+    box.vertices += [0.25, 0.0, 0.1]
+    mesh = Mesh(np.asarray(box.vertices, np.float32), np.asarray(box.faces, np.int64))
+    uvs = np.full((len(box.vertices), 2), 0.5, np.float32)
+    write_glb(mesh, uvs, np.full((4, 4, 3), 0.5, np.float32), tmp_path / "model.glb")
+    raw = trimesh.load(tmp_path / "model.glb", force="mesh", process=False)
+    assert np.argmax(raw.extents) == 1  # standing in a glTF viewer
+    assert np.allclose(raw.bounds[:, 0], box.bounds[:, 0], atol=1e-5)  # x (the front) unchanged
+    assert raw.volume > 0  # still wound outward
+    back = load_coloured_mesh(tmp_path / "model.glb").mesh
+    assert np.allclose(back.bounds, box.bounds, atol=1e-5)

@@ -7,10 +7,15 @@ import pytest
 import trimesh
 from PIL import Image
 
-from lift3d.eval.mesh_turntable import Y_UP_TO_Z_UP, load_coloured_mesh
+from lift3d.eval.mesh_turntable import load_coloured_mesh
 from lift3d.eval.score_mesh import score_mesh
 from lift3d.priors.world.catalog import COLOURS
 from lift3d.priors.world.ground_truth import ground_truth_mesh
+from lift3d.utils.axes import Y_UP_TO_Z_UP, Z_UP_TO_Y_UP
+
+
+def _homogeneous(rotation):
+    return np.block([[rotation, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]])
 
 
 def _rgba(colour):
@@ -40,6 +45,7 @@ def lift3d_eval(capsys):
 def house_glb(tmp_path_factory):
     mesh = ground_truth_mesh("house")
     mesh.visual.vertex_colors = _rgba("red")
+    mesh.apply_transform(_homogeneous(Z_UP_TO_Y_UP))  # a GLB as the glTF spec has it: +y up
     path = tmp_path_factory.mktemp("meshes") / "house.glb"
     mesh.export(path)
     return path
@@ -98,13 +104,19 @@ def test_textured_obj_is_sampled_through_its_uvs(tmp_path):
     assert ((rgb[0] > 2 * rgb[2]).float().mean() > 0.2) and ((rgb[2] > 2 * rgb[0]).float().mean() > 0.2)
 
 
-def test_y_up_files_are_rotated_into_lift3d_z_up(tmp_path):
-    tall = trimesh.creation.box((0.2, 1.0, 0.3))  # tall along y, as a glTF file stores "up"
-    tall.export(tmp_path / "tall.glb")
-    as_z = load_coloured_mesh(tmp_path / "tall.glb", up="z").mesh.extents
-    as_y = load_coloured_mesh(tmp_path / "tall.glb", up="y").mesh.extents
-    assert np.argmax(as_z) == 1 and np.argmax(as_y) == 2
+def test_glb_is_read_y_up_and_other_files_z_up_unless_told(tmp_path):
+    tall_y = trimesh.creation.box((0.2, 1.0, 0.3))  # tall along y, as a glTF file stores "up"
+    tall_y.export(tmp_path / "tall.glb")
+    assert np.argmax(load_coloured_mesh(tmp_path / "tall.glb").mesh.extents) == 2  # auto: glTF is y-up
+    assert np.argmax(load_coloured_mesh(tmp_path / "tall.glb", up="y").mesh.extents) == 2
+    assert np.argmax(load_coloured_mesh(tmp_path / "tall.glb", up="z").mesh.extents) == 1
+    tall_z = trimesh.creation.box((0.2, 0.3, 1.0))
+    tall_z.export(tmp_path / "tall.ply")
+    assert np.argmax(load_coloured_mesh(tmp_path / "tall.ply").mesh.extents) == 2  # auto: other files are z-up
+    assert np.argmax(load_coloured_mesh(tmp_path / "tall.ply", up="y").mesh.extents) == 1
     assert np.allclose(Y_UP_TO_Z_UP @ np.array([0.0, 1.0, 0.0]), [0, 0, 1])
+    assert np.allclose(Y_UP_TO_Z_UP @ Z_UP_TO_Y_UP, np.eye(3))
+    assert np.isclose(np.linalg.det(Y_UP_TO_Z_UP), 1.0)  # a rotation: faces keep their winding
 
 
 def test_score_cli_errors_are_one_line_and_touch_nothing(tmp_path, house_glb, lift3d_eval):

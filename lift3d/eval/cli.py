@@ -37,7 +37,8 @@ def _score_parser() -> argparse.ArgumentParser:
     ap.add_argument("--prompt", required=True, help='the prompt the mesh was made for, e.g. "a red house"')
     ap.add_argument("--out", required=True, help="output folder: new, or an eval folder whose table the mesh joins")
     ap.add_argument("--name", default=None, help="method name in tables (default: the file's name)")
-    ap.add_argument("--up", choices=["z", "y"], default="z", help="up axis of the file: z (lift3d, threestudio) or y (glTF convention)")
+    ap.add_argument("--up", choices=["auto", "z", "y"], default="auto",
+                    help="up axis of the file: auto (default: y for GLB/glTF as the glTF spec says, z otherwise), z or y")
     ap.add_argument("--clip-model", default=None, help="local CLIP model directory for a CLIP score")
     return ap
 

@@ -22,9 +22,8 @@ from lift3d.errors import InputError
 from lift3d.eval.turntable import Turntable
 from lift3d.priors.world import conventions as conv
 from lift3d.renderers.rasterizer import MeshRasterizer, interpolate
+from lift3d.utils.axes import Y_UP_TO_Z_UP, file_up_axis
 
-Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-"""Rotation taking glTF's +y-up frame to lift3d's +z-up world (x stays, -z forward becomes +y)."""
 
 
 @dataclass
@@ -50,8 +49,12 @@ def _texture_image(material) -> np.ndarray | None:
     return arr
 
 
-def load_coloured_mesh(path: str | Path, up: str = "z") -> ColouredMesh:
-    """Read a mesh file with trimesh; ``up="y"`` rotates a y-up file (glTF convention) into lift3d's z-up world."""
+def load_coloured_mesh(path: str | Path, up: str = "auto") -> ColouredMesh:
+    """Read a mesh file with trimesh into lift3d's +z-up world.
+
+    ``up="y"`` rotates a +y-up file into it, ``up="z"`` leaves it as it is; ``"auto"`` (default) reads
+    GLB/glTF files as +y up (the glTF specification, and how lift3d writes them) and others as +z up.
+    """
     import trimesh
 
     path = Path(path)
@@ -63,10 +66,12 @@ def load_coloured_mesh(path: str | Path, up: str = "z") -> ColouredMesh:
         raise InputError(f"{path} is not a mesh trimesh can read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}); pass a GLB, OBJ or PLY file with faces") from exc
     if not isinstance(mesh, trimesh.Trimesh) or len(getattr(mesh, "faces", [])) == 0:
         raise InputError(f"{path} holds no triangles; pass a GLB, OBJ or PLY file with faces")
+    if up == "auto":
+        up = file_up_axis(path)
     if up == "y":
         mesh.apply_transform(np.block([[Y_UP_TO_Z_UP, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]))
     elif up != "z":
-        raise InputError(f"--up {up!r} is not 'z' or 'y'")
+        raise InputError(f"--up {up!r} is not 'auto', 'z' or 'y'")
     out = ColouredMesh(mesh, np.asarray(mesh.vertices, dtype=np.float32), np.asarray(mesh.faces, dtype=np.int64))
     visual = mesh.visual
     if visual.kind == "texture" and getattr(visual, "uv", None) is not None:

@@ -31,7 +31,7 @@ def _cameras(preset: Path):
     return [orbit[i] for i in range(len(orbit))], cfg.system.video_fps
 
 
-def score_mesh(mesh_path: str | Path, prompt: str, out: str | Path, name: str | None = None, up: str = "z",
+def score_mesh(mesh_path: str | Path, prompt: str, out: str | Path, name: str | None = None, up: str = "auto",
                clip_model: str | None = None, preset: str | Path = DEFAULT_PRESET) -> dict:
     """Render, score and record one mesh; returns its results row."""
     from lift3d.eval.mesh_turntable import load_coloured_mesh, render_turntable

@@ -75,8 +75,8 @@ def score_run(trial: Path, prompt: str, mesh_path: Path | None, clip_model: str 
     """Metrics of a trained trial from its test turntable and exported mesh."""
     mesh = None
     if mesh_path is not None:
-        import trimesh
+        from lift3d.eval.mesh_turntable import load_coloured_mesh
 
-        mesh = trimesh.load(mesh_path, force="mesh", process=False)
+        mesh = load_coloured_mesh(mesh_path).mesh  # a GLB is +y up; back into the world frame
     return turntable_scores(load_turntable(trial), prompt, mesh, clip_model)
 

@@ -1,5 +1,8 @@
 """Mesh writers: OBJ + MTL + PNG texture, GLB with a PBR base-colour texture, vertex-coloured PLY.
 
+OBJ and PLY keep lift3d's +z-up coordinates (as threestudio's exports do); GLB is written +y up as
+the glTF specification asks.
+
 Every file is written to a temporary name beside its target and renamed when complete.
 """
 
@@ -10,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lift3d.export.isosurface import Mesh
+from lift3d.utils.axes import Z_UP_TO_Y_UP
 from lift3d.utils.io import atomic_path, atomic_write_text, write_png
 
 
@@ -27,21 +31,26 @@ def write_obj(mesh: Mesh, uvs: np.ndarray, texture: np.ndarray, path: Path) -> l
     return [path, mtl, png]
 
 
-def _trimesh(mesh: Mesh, uvs: np.ndarray | None = None, texture: np.ndarray | None = None):
+def _trimesh(mesh: Mesh, uvs: np.ndarray | None = None, texture: np.ndarray | None = None, y_up: bool = False):
     import trimesh
     from PIL import Image
 
+    vertices = mesh.vertices @ Z_UP_TO_Y_UP.T if y_up else mesh.vertices
     if texture is None:
-        return trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_colors=mesh.colors, process=False)
+        return trimesh.Trimesh(vertices, mesh.faces, vertex_colors=mesh.colors, process=False)
     image = Image.fromarray((np.clip(texture, 0, 1) * 255).round().astype(np.uint8))
     material = trimesh.visual.material.PBRMaterial(baseColorTexture=image, metallicFactor=0.0, roughnessFactor=1.0)
     visual = trimesh.visual.TextureVisuals(uv=uvs, material=material)
-    return trimesh.Trimesh(mesh.vertices, mesh.faces, visual=visual, process=False)
+    return trimesh.Trimesh(vertices, mesh.faces, visual=visual, process=False)
 
 
 def write_glb(mesh: Mesh, uvs: np.ndarray, texture: np.ndarray, path: Path) -> list[Path]:
-    """Binary glTF 2.0 with the texture as the PBR base colour (metallic 0, roughness 1)."""
-    data = _trimesh(mesh, uvs, texture).export(file_type="glb")
+    """Binary glTF 2.0 with the texture as the PBR base colour (metallic 0, roughness 1).
+
+    glTF is +y up, so lift3d's +z-up vertices are rotated on the way out; viewers then show the
+    object standing, and ``lift3d eval score`` rotates them back when it reads a GLB.
+    """
+    data = _trimesh(mesh, uvs, texture, y_up=True).export(file_type="glb")
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return [Path(path)]
