@@ -25,7 +25,6 @@ from lift3d.renderers.rasterizer import MeshRasterizer, interpolate
 from lift3d.utils.axes import Y_UP_TO_Z_UP, file_up_axis
 
 
-
 @dataclass
 class ColouredMesh:
     """A mesh with either a texture (uvs + image) or per-vertex colours, in lift3d's world frame."""
