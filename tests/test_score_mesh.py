@@ -11,11 +11,7 @@ from lift3d.eval.mesh_turntable import load_coloured_mesh
 from lift3d.eval.score_mesh import score_mesh
 from lift3d.priors.world.catalog import COLOURS
 from lift3d.priors.world.ground_truth import ground_truth_mesh
-from lift3d.utils.axes import Y_UP_TO_Z_UP, Z_UP_TO_Y_UP
-
-
-def _homogeneous(rotation):
-    return np.block([[rotation, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]])
+from lift3d.utils.axes import Y_UP_TO_Z_UP, Z_UP_TO_Y_UP, homogeneous
 
 
 def _rgba(colour):
@@ -45,7 +41,7 @@ def lift3d_eval(capsys):
 def house_glb(tmp_path_factory):
     mesh = ground_truth_mesh("house")
     mesh.visual.vertex_colors = _rgba("red")
-    mesh.apply_transform(_homogeneous(Z_UP_TO_Y_UP))  # a GLB as the glTF spec has it: +y up
+    mesh.apply_transform(homogeneous(Z_UP_TO_Y_UP))  # a GLB as the glTF spec has it: +y up
     path = tmp_path_factory.mktemp("meshes") / "house.glb"
     mesh.export(path)
     return path

@@ -22,7 +22,7 @@ from lift3d.errors import InputError
 from lift3d.eval.turntable import Turntable
 from lift3d.priors.world import conventions as conv
 from lift3d.renderers.rasterizer import MeshRasterizer, interpolate
-from lift3d.utils.axes import Y_UP_TO_Z_UP, file_up_axis
+from lift3d.utils.axes import Y_UP_TO_Z_UP, file_up_axis, homogeneous
 
 
 @dataclass
@@ -68,7 +68,7 @@ def load_coloured_mesh(path: str | Path, up: str = "auto") -> ColouredMesh:
     if up == "auto":
         up = file_up_axis(path)
     if up == "y":
-        mesh.apply_transform(np.block([[Y_UP_TO_Z_UP, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]))
+        mesh.apply_transform(homogeneous(Y_UP_TO_Z_UP))
     elif up != "z":
         raise InputError(f"--up {up!r} is not 'auto', 'z' or 'y'")
     out = ColouredMesh(mesh, np.asarray(mesh.vertices, dtype=np.float32), np.asarray(mesh.faces, dtype=np.int64))

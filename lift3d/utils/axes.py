@@ -18,3 +18,10 @@ Y_UP_SUFFIXES = (".glb", ".gltf")
 def file_up_axis(path: str | Path) -> str:
     """The up axis a mesh file is read with by default: ``"y"`` for glTF files, ``"z"`` otherwise."""
     return "y" if Path(path).suffix.lower() in Y_UP_SUFFIXES else "z"
+
+
+def homogeneous(rotation: np.ndarray) -> np.ndarray:
+    """The 4x4 transform of a 3x3 rotation (for ``trimesh.Trimesh.apply_transform``)."""
+    out = np.eye(4)
+    out[:3, :3] = rotation
+    return out
