@@ -1,4 +1,4 @@
-"""Pieces shared by the bundled priors' training scripts: schedule, EMA, sample grids."""
+"""Pieces shared by the bundled priors' training scripts: loss, schedule, EMA, sample grids."""
 
 from __future__ import annotations
 
@@ -6,6 +6,26 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+
+def epsilon_loss(pred: torch.Tensor, noise: torch.Tensor, alphas_t: torch.Tensor, snr_gamma: float | None = None) -> torch.Tensor:
+    """Mean squared error of an ε-prediction over a (B, C, H, W) batch.
+
+    With ``snr_gamma``, each sample's error is weighted by min(SNR, γ) / SNR, SNR = ᾱ / (1 − ᾱ)
+    (Min-SNR-γ, Hang et al. 2023): the many nearly clean timesteps, whose noise is easy to read
+    off the image, stop dominating the gradient. ``alphas_t`` is ᾱ of each sample's timestep, (B,).
+    """
+    if snr_gamma is None:
+        return F.mse_loss(pred, noise)
+    snr = alphas_t / (1 - alphas_t)
+    weight = snr.clamp(max=snr_gamma) / snr
+    return (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+
+
+def keep_training(step: int, total: int, start: int, stop_after: int | None) -> bool:
+    """Whether a training loop that began this invocation at ``start`` takes another step."""
+    return step < total and (stop_after is None or step < start + stop_after)
 
 
 def warmup_cosine_lr(step: int, total: int, base: float, warmup: int = 200, floor: float = 0.1) -> float:

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from lift3d.priors.training import ema_update, image_grid, warmup_cosine_lr
+from lift3d.priors.training import ema_update, epsilon_loss, keep_training, image_grid, warmup_cosine_lr
 from lift3d.priors.text_prior.model import MAX_TOKENS, build_scheduler, build_text_encoder, build_tokenizer, build_unet
 from lift3d.priors.world.catalog import caption, training_pairs
 from lift3d.priors.world.render import render_objects, sample_views
@@ -87,6 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--p-null", type=float, default=0.12, help="caption dropout for classifier-free guidance")
     ap.add_argument("--p-plain", type=float, default=0.3, help="fraction of captions without a view suffix")
+    ap.add_argument("--sample-steps", type=int, default=50, help="DDIM steps of the sample grids")
+    ap.add_argument("--snr-gamma", type=float, default=None, help="weight the loss by min(SNR, gamma)/SNR (Min-SNR-gamma; 5 is usual); default: plain MSE")
+    ap.add_argument("--stop-after", type=int, default=None, help="stop after this many steps of this invocation (state saved; rerun to resume)")
     ap.add_argument("--export-only", action="store_true", help="write prior/ from the run's state.pt and stop")
     args = ap.parse_args(argv)
     if args.export_only:
@@ -132,7 +134,8 @@ def main(argv: list[str] | None = None) -> None:
                                                  ("white", "snowman"), ("pink", "mug"), ("orange", "cone"), ("purple", "cylinder"),
                                                  ("green", "house"), ("blue", "snowman"), ("yellow", "mug"), ("purple", "cube")]]
     loss_avg = None
-    while step < args.steps:
+    start = step
+    while keep_training(step, args.steps, start, args.stop_after):
         t0 = time.time()
         lr = warmup_cosine_lr(step, args.steps, args.lr)
         for group in opt.param_groups:
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         emb = text_encoder(ids).last_hidden_state
         pred = unet(xt, t, encoder_hidden_states=emb).sample
-        loss = F.mse_loss(pred, noise)
+        loss = epsilon_loss(pred, noise, alphas[t], args.snr_gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         log.write(f"{step},{loss.item():.5f},{wall:.1f}\n")
         pbar.set_postfix(loss=f"{loss_avg:.4f}", lr=f"{lr:.1e}")
         pbar.update(1)
-        if step % args.save_every == 0 or step == args.steps:
+        if step % args.save_every == 0 or not keep_training(step, args.steps, start, args.stop_after):
             log.flush()
             atomic_save_torch(
                 {"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "ema_unet": ema_unet.state_dict(),
@@ -168,9 +171,12 @@ def main(argv: list[str] | None = None) -> None:
                 state_path,
             )
         if step % args.sample_every == 0 or step == args.steps:
-            imgs = sample(ema_unet, ema_text, tokenizer, scheduler.config, sample_prompts, seed=0)
+            imgs = sample(ema_unet, ema_text, tokenizer, scheduler.config, sample_prompts, seed=0, steps=args.sample_steps)
             write_png(args.out / "samples" / f"step{step:06d}.png", image_grid(imgs, 4))
     pbar.close()
+    if step < args.steps:
+        print(f"stopped after step {step} of {args.steps}; state saved in {state_path}, rerun the same command to resume")
+        return
     export(args.out / "prior", ema_unet, ema_text, tokenizer, scheduler)
     (args.out / "train_info.json").write_text(json.dumps({"steps": step, "wall_seconds": wall, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
     print(f"prior written to {args.out / 'prior'}")

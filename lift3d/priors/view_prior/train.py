@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from lift3d.guidance.view_prior import ViewPrior, write_model_index
-from lift3d.priors.training import ema_update, image_grid, warmup_cosine_lr
+from lift3d.priors.training import ema_update, epsilon_loss, keep_training, image_grid, warmup_cosine_lr
 from lift3d.priors.view_prior.model import (
     CCProjection,
     build_feature_extractor,
@@ -86,6 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sample-every", type=int, default=250)
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--p-uncond", type=float, default=0.1, help="conditioning dropout for classifier-free guidance")
+    ap.add_argument("--sample-steps", type=int, default=50, help="DDIM steps of the sample grids")
+    ap.add_argument("--snr-gamma", type=float, default=None, help="weight the loss by min(SNR, gamma)/SNR (Min-SNR-gamma; 5 is usual); default: plain MSE")
+    ap.add_argument("--stop-after", type=int, default=None, help="stop after this many steps of this invocation (state saved; rerun to resume)")
     ap.add_argument("--export-only", action="store_true", help="write prior/ from the run's state.pt and stop")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     log = open(args.out / "loss.csv", "a")
     pbar = tqdm(total=args.steps, initial=step, desc="training view prior", unit="step")
     loss_avg = None
-    while step < args.steps:
+    start = step
+    while keep_training(step, args.steps, start, args.stop_after):
         t0 = time.time()
         lr = warmup_cosine_lr(step, args.steps, args.lr)
         for group in opt.param_groups:
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         context = view_context(nets["image_encoder"], nets["cc_projection"], ref, data["camera"][idx]) * keep.view(-1, 1, 1)
         concat = (ref * 2 - 1) * keep.view(-1, 1, 1, 1)
         pred = nets["unet"](torch.cat([xt, concat], 1), t, encoder_hidden_states=context).sample
-        loss = F.mse_loss(pred, noise)
+        loss = epsilon_loss(pred, noise, alphas[t], args.snr_gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         log.write(f"{step},{loss.item():.5f},{wall:.1f}\n")
         pbar.set_postfix(loss=f"{loss_avg:.4f}", lr=f"{lr:.1e}")
         pbar.update(1)
-        if step % args.save_every == 0 or step == args.steps:
+        if step % args.save_every == 0 or not keep_training(step, args.steps, start, args.stop_after):
             log.flush()
             atomic_save_torch(
                 {"nets": {k: v.state_dict() for k, v in nets.items()}, "ema": {k: v.state_dict() for k, v in ema.items()},
@@ -166,10 +169,13 @@ def main(argv: list[str] | None = None) -> None:
         if step % args.sample_every == 0 or step == args.steps:
             prior = as_view_prior(ema, scheduler)
             ref_p = preview["reference"].float() / 255.0
-            pred_p = prior.sample(ref_p, preview["camera"], generator=torch.Generator().manual_seed(0))
+            pred_p = prior.sample(ref_p, preview["camera"], steps=args.sample_steps, generator=torch.Generator().manual_seed(0))
             rows = torch.cat([ref_p, pred_p, preview["target"].float() / 255.0])
             write_png(args.out / "samples" / f"step{step:06d}.png", image_grid(rows, len(ref_p)))
     pbar.close()
+    if step < args.steps:
+        print(f"stopped after step {step} of {args.steps}; state saved in {state_path}, rerun the same command to resume")
+        return
     export(args.out / "prior", ema)
     (args.out / "train_info.json").write_text(json.dumps({"steps": step, "wall_seconds": wall, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
     print(f"prior written to {args.out / 'prior'}")
