@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         emb = text_encoder(ids).last_hidden_state
         pred = unet(xt, t, encoder_hidden_states=emb).sample
-        loss = epsilon_loss(pred, noise, alphas[t], args.snr_gamma)
+        loss = epsilon_loss(pred, noise, a.flatten(), args.snr_gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         context = view_context(nets["image_encoder"], nets["cc_projection"], ref, data["camera"][idx]) * keep.view(-1, 1, 1)
         concat = (ref * 2 - 1) * keep.view(-1, 1, 1, 1)
         pred = nets["unet"](torch.cat([xt, concat], 1), t, encoder_hidden_states=context).sample
-        loss = epsilon_loss(pred, noise, alphas[t], args.snr_gamma)
+        loss = epsilon_loss(pred, noise, a.flatten(), args.snr_gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
