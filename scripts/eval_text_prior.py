@@ -23,6 +23,7 @@ from lift3d.eval.world_classifier import load_classifier
 from lift3d.priors import BUNDLED
 from lift3d.priors.text_prior.train import sample
 from lift3d.priors.world.catalog import HELD_OUT, caption, training_pairs
+from lift3d.utils.io import atomic_write_text
 
 
 def evaluate(prior: Path, pairs: list[tuple[str, str]], seeds: int, steps: int, cfg: float) -> dict:
@@ -66,7 +67,7 @@ def main() -> None:
         r = result[name]
         print(f"| {name} | {r['colour']:.3f} | {r['kind']:.3f} | {r['both']:.3f} | {r['samples']} |")
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
+        atomic_write_text(args.out, json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

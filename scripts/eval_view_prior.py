@@ -23,6 +23,7 @@ from lift3d.eval.novel_view import novel_view_scores
 from lift3d.guidance.view_prior import load_view_prior
 from lift3d.priors import BUNDLED
 from lift3d.priors.view_prior.train import held_out_pairs
+from lift3d.utils.io import atomic_write_text
 
 
 def main() -> None:
@@ -55,7 +56,7 @@ def main() -> None:
         r = result[name]
         print(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['mask_iou']:.3f} | {r['views']} |")
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
+        atomic_write_text(args.out, json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from lift3d.eval.world_classifier import CLASSIFIER_DIR, WorldClassifier
 from lift3d.priors.world.catalog import COLOURS, KINDS
 from lift3d.priors.world.render import render_objects, sample_views
 from lift3d.prompts.view_dependent import view_index
+from lift3d.utils.io import atomic_write_text
 
 SEED = 12345  # never used by the priors' training
 
@@ -81,7 +82,7 @@ def main() -> None:
     acc = accuracy(model, test)
     model.save(args.out)
     info = {"held_out_render_accuracy": acc, "train_images": args.images, "steps": args.steps, "wall_seconds": round(time.time() - t0, 1)}
-    (args.out / "metrics.json").write_text(json.dumps(info, indent=2))
+    atomic_write_text(args.out / "metrics.json", json.dumps(info, indent=2))
     print(json.dumps(info, indent=2))
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from lift3d.eval.turntable import classifier_accuracy, ground_truth_turntable, janus_rate, load_turntable, silhouette_iou
 from lift3d.priors.world.catalog import ASYMMETRIC_KINDS, HELD_OUT, caption
+from lift3d.utils.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING = [("red", "house"), ("white", "snowman"), ("pink", "mug"), ("blue", "sphere"), ("green", "cube"), ("orange", "torus")]
@@ -111,6 +112,6 @@ def main(argv: list[str] | None = None) -> None:
     latest = {(r["colour"], r["kind"], r["view_dependent"]): r for r in done}  # a retried run replaces its failure
     rows = [latest[j] for j in jobs if j in latest]
     text = table(rows)
-    (args.out / "table.md").write_text(text + "\n")
+    atomic_write_text(args.out / "table.md", text + "\n")
     print(text)
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; results in {results}")

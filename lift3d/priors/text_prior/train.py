@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
             imgs = sample(ema_unet, ema_text, tokenizer, scheduler.config, sample_prompts, seed=0, steps=args.sample_steps)
             write_png(args.out / "samples" / f"step{step:06d}.png", image_grid(imgs, 4))
     pbar.close()
+    log.close()
     if step < args.steps:
         print(f"stopped after step {step} of {args.steps}; state saved in {state_path}, rerun the same command to resume")
         return

@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
             rows = torch.cat([ref_p, pred_p, preview["target"].float() / 255.0])
             write_png(args.out / "samples" / f"step{step:06d}.png", image_grid(rows, len(ref_p)))
     pbar.close()
+    log.close()
     if step < args.steps:
         print(f"stopped after step {step} of {args.steps}; state saved in {state_path}, rerun the same command to resume")
         return
