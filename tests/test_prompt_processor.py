@@ -44,6 +44,26 @@ def test_cache_is_keyed_by_prior(latent_prior, pixel_prior):
     assert len(list(default_cache_dir().glob("*.safetensors"))) == 12
 
 
+def test_cache_is_not_stale_after_the_text_encoder_is_replaced(latent_prior, tmp_path):
+    import shutil
+
+    from transformers import CLIPTextModel
+
+    prior = tmp_path / "retrained"
+    shutil.copytree(latent_prior, prior)  # its text encoder is a CLIPTextModel
+    cfg = DiffusersPromptProcessor.Config(prompt="a red cube", pretrained_model_name_or_path=str(prior))
+    before = DiffusersPromptProcessor(cfg).embeddings.cond
+    encoder = CLIPTextModel.from_pretrained(prior / "text_encoder")
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.add_(0.5)
+    encoder.save_pretrained(prior / "text_encoder")  # retrained weights, same directory
+    after = DiffusersPromptProcessor(cfg).embeddings.cond
+    fresh = DiffusersPromptProcessor(DiffusersPromptProcessor.Config(prompt="a red cube", pretrained_model_name_or_path=str(prior), use_cache=False))
+    torch.testing.assert_close(after, fresh.embeddings.cond)
+    assert not torch.allclose(after, before)
+
+
 def test_unknown_words_are_named(pixel_prior):
     cfg = DiffusersPromptProcessor.Config(prompt="a shiny red teapot", pretrained_model_name_or_path=str(pixel_prior))
     with pytest.raises(PriorError, match=r"cannot read the word\(s\) 'shiny', 'teapot'"):

@@ -2,7 +2,9 @@
 
 Works for CLIP (Stable Diffusion, the bundled prior) and T5 (DeepFloyd IF) text encoders; the
 class is read from the prior's ``model_index.json``. Embeddings are cached on disk, keyed by
-the prior's directory and the exact text, so a rerun does not load the text encoder again.
+the prior's directory, the size and modification time of its text-encoder and tokenizer files
+(so retrained weights at the same path are not served stale embeddings) and the exact text, so a
+rerun does not load the text encoder again.
 """
 
 from __future__ import annotations
@@ -63,8 +65,15 @@ class DiffusersPromptProcessor(BasePromptProcessor):
             view_dependent=cfg.use_view_dependent_prompt,
         )
 
+    def _text_encoder_fingerprint(self) -> str:
+        """Name, size and mtime of every text-encoder and tokenizer file: changes when they are replaced."""
+        files = sorted(p for sub in ("text_encoder", "tokenizer") for p in (self.prior_path / sub).rglob("*") if p.is_file())
+        return ";".join(f"{p.relative_to(self.prior_path)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
     def _cache_file(self, text: str) -> Path:
-        key = hashlib.sha256(f"{self.prior_path}\n{text}".encode()).hexdigest()[:32]
+        if not hasattr(self, "_fingerprint"):
+            self._fingerprint = self._text_encoder_fingerprint()
+        key = hashlib.sha256(f"{self.prior_path}\n{self._fingerprint}\n{text}".encode()).hexdigest()[:32]
         return default_cache_dir() / f"{key}.safetensors"
 
     def _embed_with_cache(self, texts: list[str]) -> list[torch.Tensor]:
