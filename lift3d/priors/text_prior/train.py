@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     if step < args.steps:
         print(f"stopped after step {step} of {args.steps}; state saved in {state_path}, rerun the same command to resume")
         return
-    export(args.out / "prior", ema_unet, ema_text, tokenizer, scheduler)
+    export(args.out / "prior", ema_unet, ema_text, build_tokenizer(), scheduler)  # fresh: the used one keeps its padding state
     (args.out / "train_info.json").write_text(json.dumps({"steps": step, "wall_seconds": wall, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
     print(f"prior written to {args.out / 'prior'}")
 
