@@ -55,6 +55,7 @@ class DiffusersPromptProcessor(BasePromptProcessor):
         if not cfg.prompt.strip():
             raise PriorError("the prompt is empty; set system.prompt_processor.prompt=\"a red house\"")
         self.prior_path = resolve_prior_path(cfg.pretrained_model_name_or_path)
+        self._fingerprint = self._text_encoder_fingerprint()
         texts = [cfg.prompt, cfg.negative_prompt] + [cfg.prompt + VIEW_SUFFIXES[v] for v in VIEW_NAMES]
         embs = self._embed_with_cache(texts)
         self.embeddings = PromptEmbeddings(
@@ -71,8 +72,6 @@ class DiffusersPromptProcessor(BasePromptProcessor):
         return ";".join(f"{p.relative_to(self.prior_path)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
 
     def _cache_file(self, text: str) -> Path:
-        if not hasattr(self, "_fingerprint"):
-            self._fingerprint = self._text_encoder_fingerprint()
         key = hashlib.sha256(f"{self.prior_path}\n{self._fingerprint}\n{text}".encode()).hexdigest()[:32]
         return default_cache_dir() / f"{key}.safetensors"
 
