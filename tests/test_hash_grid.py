@@ -101,3 +101,77 @@ def test_tcnn_selection_without_tcnn_is_a_clear_error():
     with pytest.raises(ConfigError, match="tiny-cuda-nn"):
         HashGridEncoding(HashGridConfig(implementation="tcnn"))
     assert HashGridEncoding(HashGridConfig(implementation="auto", log2_hashmap_size=10)).backend == "torch"
+
+
+def _normal_loss_table_grad(table: torch.Tensor, x: torch.Tensor, layout, offsets, weights: torch.Tensor) -> torch.Tensor:
+    """Gradient wrt the table of a loss on d(features)/dx: the analytic-normal path (double backward)."""
+    table = table.detach().clone().requires_grad_(True)
+    x = x.detach().clone().requires_grad_(True)
+    y = _HashGridFunction.apply(x, table, layout, offsets)
+    density = (y * weights[0]).sum(-1)
+    (gx,) = torch.autograd.grad(density.sum(), x, create_graph=True)
+    loss = (gx * weights[1][: gx.shape[0]]).sum()
+    loss.backward()
+    return table.grad
+
+
+@pytest.mark.parametrize(
+    "log2_size, n_levels, features, n_points",
+    [(8, 3, 2, 50), (12, 4, 2, 200), (14, 5, 4, 120), (10, 6, 1, 80), (16, 8, 2, 500)],
+)
+def test_normal_loss_reaches_the_table_in_float32_as_in_float64(log2_size, n_levels, features, n_points):
+    """The float32 fast gather must not cut the graph of analytic normals (it did: gradient ~1e-7 vs ~1)."""
+    torch.manual_seed(n_points)
+    cfg = HashGridConfig(n_levels=n_levels, n_features_per_level=features, log2_hashmap_size=log2_size,
+                         base_resolution=4, per_level_scale=1.8, init_scale=1.0)
+    layout = level_layout(cfg)
+    sizes = [s for _, s, _ in layout]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    table64 = torch.randn(sum(sizes), features, dtype=torch.float64)
+    x64 = torch.rand(n_points, 3, dtype=torch.float64) * 0.9 + 0.05
+    weights64 = (torch.randn(n_levels * features, dtype=torch.float64), torch.randn(n_points, 3, dtype=torch.float64))
+    g64 = _normal_loss_table_grad(table64, x64, layout, offsets, weights64)
+    g32 = _normal_loss_table_grad(table64.float(), x64.float(), layout, offsets, tuple(w.float() for w in weights64))
+    assert g64.norm() > 1e-3  # the loss does depend on the table
+    rel = (g32.double() - g64).norm() / g64.norm()
+    cos = torch.nn.functional.cosine_similarity(g32.double().flatten(), g64.flatten(), dim=0)
+    assert rel < 1e-3, f"relative error {rel:.2e}"
+    assert cos > 0.9999, f"cosine {cos:.5f}"
+
+
+def test_textureless_shading_table_gradient_float32_matches_float64():
+    """Through the geometry's own analytic normals (the path a textureless render takes)."""
+    from lift3d.geometry.implicit_volume import ImplicitVolume
+
+    torch.manual_seed(0)
+    cfg = ImplicitVolume.Config(encoding=HashGridConfig(n_levels=4, log2_hashmap_size=12, base_resolution=4,
+                                                        per_level_scale=2.0, init_scale=0.5))
+    geo32 = ImplicitVolume(cfg)
+    geo64 = ImplicitVolume(cfg).double()
+    geo64.load_state_dict({k: v.double() for k, v in geo32.state_dict().items()})
+    points = torch.rand(300, 3) * 1.2 - 0.6
+    light = torch.nn.functional.normalize(torch.tensor([1.0, 0.5, 0.8]), dim=0)
+    grads = []
+    for geo, dtype in ((geo32, torch.float32), (geo64, torch.float64)):
+        out = geo(points.to(dtype), with_normal=True)
+        shade = (out.normal * light.to(dtype)).sum(-1).clamp(min=0)
+        (shade * out.density.detach()).sum().backward()
+        grads.append(geo.encoding.table.grad.double())
+    g32, g64 = grads
+    cos = torch.nn.functional.cosine_similarity(g32.flatten(), g64.flatten(), dim=0)
+    assert (g32 - g64).norm() / g64.norm() < 1e-3 and cos > 0.9999
+
+
+@pytest.mark.parametrize("features, log2_size, n_levels", [(1, 6, 2), (2, 7, 3), (4, 6, 3)])
+def test_gradgradcheck_dense_and_hashed_levels(features, log2_size, n_levels):
+    cfg = HashGridConfig(n_levels=n_levels, n_features_per_level=features, log2_hashmap_size=log2_size,
+                         base_resolution=3, per_level_scale=2.5)
+    layout = level_layout(cfg)
+    assert any(not dense for _, _, dense in layout) and any(dense for _, _, dense in layout)
+    sizes = [s for _, s, _ in layout]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    torch.manual_seed(features)
+    table = torch.randn(sum(sizes), features, dtype=torch.float64, requires_grad=True)
+    x = (torch.rand(5, 3, dtype=torch.float64) * 0.8 + 0.1).requires_grad_(True)
+    fn = lambda xx, tt: _HashGridFunction.apply(xx, tt, layout, offsets)  # noqa: E731
+    assert torch.autograd.gradgradcheck(fn, (x, table), eps=1e-6, atol=1e-4)

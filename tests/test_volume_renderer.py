@@ -116,3 +116,27 @@ def test_nerfacc_compositing_matches_reference():
     ours = composite_weights(density, t[:, 1:] - t[:, :-1])
     theirs, _, _ = nerfacc.render_weight_from_density(t[:, :-1], t[:, 1:], density)
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_albedo_only_steps_build_no_normals_and_shaded_steps_do():
+    """Normals (and the second-order graph of analytic normals) only on steps whose shading uses them."""
+    from lift3d.encodings.hash_grid import HashGridConfig
+    from lift3d.geometry.implicit_volume import ImplicitVolume
+    from lift3d.materials.diffuse_with_point_light import DiffuseWithPointLight
+
+    geo = ImplicitVolume(ImplicitVolume.Config(encoding=HashGridConfig(n_levels=4, log2_hashmap_size=10)))
+    material = DiffuseWithPointLight(DiffuseWithPointLight.Config(ambient_only_steps=10, textureless_prob=0.0, albedo_prob=0.0))
+    bg = SolidColorBackground(SolidColorBackground.Config(color=(0.0, 0.0, 1.0)))
+    renderer = NeRFVolumeRenderer(NeRFVolumeRenderer.Config(num_samples_per_ray=16, estimator="none"), geo, material, bg).train()
+    calls = []
+    original = geo.forward
+    geo.forward = lambda pts, with_normal=False: calls.append(with_normal) or original(pts, with_normal=with_normal)
+    material.update_step(0)  # warm-up: albedo only
+    out = renderer(front_batch(8))
+    assert material.shading == "albedo" and calls == [False] and out.comp_normal is None
+    material.update_step(20)  # after warm-up: Lambert shading needs normals
+    out = renderer(front_batch(8))
+    assert material.shading == "diffuse" and calls == [False, True] and out.comp_normal is not None
+    # a caller that asks for normals (orientation loss, validation images) still gets them
+    material.update_step(0)
+    assert renderer(front_batch(8), need_normal=True).comp_normal is not None

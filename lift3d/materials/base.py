@@ -12,7 +12,12 @@ class BaseMaterial(Lift3DModule):
     """Turns geometry features into RGB at sample points."""
 
     requires_normal: bool = False
-    """Whether ``forward`` needs normals."""
+    """Whether ``forward`` can use normals (a geometry without normals cannot serve it)."""
+
+    def needs_normal_now(self) -> bool:
+        """Whether the next ``forward`` uses normals; a training step that does not (albedo-only
+        shading) skips building them, and with them the second-order graph of analytic normals."""
+        return self.requires_normal
 
     def forward(
         self,

@@ -56,6 +56,9 @@ class DiffuseWithPointLight(BaseMaterial):
         else:
             self.shading = "diffuse"
 
+    def needs_normal_now(self) -> bool:
+        return not (self.training and self.shading == "albedo")
+
     def forward(self, features, normal, points, light_position):
         albedo = features[:, :3].clamp(0, 1)
         shading = self.shading if self.training else "diffuse"

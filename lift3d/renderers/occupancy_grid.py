@@ -9,7 +9,14 @@ from torch import Tensor
 
 
 class OccupancyGrid(nn.Module):
-    """A ``resolution^3`` grid over ``[-radius, radius]^3`` with an EMA of the max density per cell."""
+    """A ``resolution^3`` grid over ``[-radius, radius]^3`` with an EMA of the max density per cell.
+
+    A cell is occupied when its density reaches ``min(threshold, mean density over the grid)``
+    (as nerfacc does). The mean bound means the grid can never switch every cell off: a field
+    whose densities are all below the nominal threshold (early training, no density bias)
+    keeps its denser-than-average cells, so samples and gradients keep flowing and the grid
+    fills again as the field grows.
+    """
 
     def __init__(self, radius: float, resolution: int, threshold: float, decay: float) -> None:
         super().__init__()
@@ -36,9 +43,15 @@ class OccupancyGrid(nn.Module):
         density the grid never saw.
         """
         if self._occupied is None:
-            core = (self.density > self.threshold).float()[None, None]
+            core = (self.density >= self.effective_threshold()).float()[None, None]
             self._occupied = torch.nn.functional.max_pool3d(core, 3, stride=1, padding=1)[0, 0] > 0
         return self._occupied
+
+    def effective_threshold(self) -> float:
+        """``min(threshold, mean cell density)``; before the first update every cell is occupied."""
+        if torch.isinf(self.density).any():
+            return float("-inf")
+        return min(self.threshold, float(self.density.mean()))
 
     def cell_index(self, points: Float[Tensor, "N 3"]) -> Tensor:
         idx = ((points / self.radius + 1) * 0.5 * self.resolution).long().clamp(0, self.resolution - 1)

@@ -94,7 +94,7 @@ class NeRFVolumeRenderer(BaseRenderer):
         rays_o = batch.rays_o.reshape(-1, 3)
         rays_d = batch.rays_d.reshape(-1, 3)
         light = batch.light_position[:, None, :].expand(b, h * w, 3).reshape(-1, 3)
-        need_normal = need_normal or self.material.requires_normal
+        need_normal = need_normal or self.material.needs_normal_now()
         if torch.is_grad_enabled():
             out = self._render_rays(rays_o, rays_d, light, need_normal)
         else:
