@@ -99,3 +99,110 @@ def test_missing_prior_directory_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PriorError, match="not a diffusers-layout prior"):
         DiffusersSDSGuidance(DiffusersSDSGuidance.Config(pretrained_model_name_or_path=str(tmp_path / "empty")))
+
+
+def _copy_prior(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_a_prior_that_returns_nan_stops_the_step_with_a_clear_error(pixel_prior, tmp_path):
+    """A NaN from the prior used to become a zero gradient (nan_to_num) and training silently stopped learning."""
+    from diffusers import UNet2DConditionModel
+
+    from lift3d.errors import RunError
+
+    broken = _copy_prior(pixel_prior, tmp_path / "broken")
+    unet = UNet2DConditionModel.from_pretrained(broken, subfolder="unet")
+    with torch.no_grad():
+        unet.conv_out.bias[0] = float("nan")  # one output channel of the noise half is NaN everywhere
+    unet.save_pretrained(broken / "unet")
+    guidance, emb = setup(broken)
+    res = guidance.prior.image_size
+    rgb = torch.rand(2, res, res, 3, requires_grad=True)
+    with pytest.raises(RunError, match=r"non-finite in 33\.3% of elements.*half_precision=false"):
+        guidance(rgb, emb, cameras(2))
+    # with a tolerance above the fraction, the step goes on: NaNs zeroed, the fraction reported
+    tolerant, emb = setup(broken, max_nonfinite_fraction=0.5)
+    t, noise = torch.tensor([300, 600]), torch.randn(2, 3, res, res)
+    out = tolerant(rgb, emb, cameras(2), t=t, noise=noise)
+    assert out.info["nonfinite_fraction"] == pytest.approx(1 / 3)
+    assert torch.isfinite(out.losses["sds"])
+    out.losses["sds"].backward()
+    g = rgb.grad.permute(0, 3, 1, 2)
+    assert torch.isfinite(g).all()
+    # the NaN channel's prediction counts as zero: its gradient is w(t) * (0 - noise), times 2 for x = 2 rgb - 1, over B
+    a = tolerant.prior.alphas_cumprod[t].view(-1, 1)
+    torch.testing.assert_close(g[:, 0].reshape(2, -1), 2 * (1 - a) * (-noise[:, 0].reshape(2, -1)) / 2)
+
+
+def test_a_healthy_prior_reports_no_nonfinite_elements(pixel_prior):
+    guidance, emb = setup(pixel_prior)
+    res = guidance.prior.image_size
+    out = guidance(torch.rand(1, res, res, 3), emb, cameras(1))
+    assert out.info["nonfinite_fraction"] == 0.0
+
+
+def _with_prediction_type(src, dst, prediction_type):
+    import json
+
+    _copy_prior(src, dst)
+    cfg_file = dst / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["prediction_type"] = prediction_type
+    cfg_file.write_text(json.dumps(cfg))
+    return dst
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "sample"])
+def test_v_and_x0_prediction_priors_give_the_epsilon_gradient(pixel_prior, tmp_path, prediction_type):
+    prior = _with_prediction_type(pixel_prior, tmp_path / prediction_type, prediction_type)
+    guidance, emb = setup(prior, "uniform", scale=3.0)
+    assert guidance.prior.prediction_type == prediction_type
+    b, res = 2, guidance.prior.image_size
+    rgb = torch.rand(b, res, res, 3, requires_grad=True)
+    batch = cameras(b)
+    t, noise = torch.tensor([150, 800]), torch.randn(b, 3, res, res)
+    guidance(rgb, emb, batch, t=t, noise=noise).losses["sds"].backward()
+
+    # by hand: the UNet's output is v (or x0); turn each branch into ε, then guide
+    x = rgb.detach().permute(0, 3, 1, 2) * 2 - 1
+    a = guidance.prior.alphas_cumprod[t].view(-1, 1, 1, 1)
+    noisy = a.sqrt() * x + (1 - a).sqrt() * noise
+    cond, uncond = emb.for_cameras(batch.elevation, batch.azimuth)
+    with torch.no_grad():
+        out = guidance.prior.unet(torch.cat([noisy, noisy]), torch.cat([t, t]), encoder_hidden_states=torch.cat([cond, uncond])).sample[:, :3]
+    out_c, out_u = out.chunk(2)
+    if prediction_type == "v_prediction":
+        eps_c, eps_u = (a.sqrt() * v + (1 - a).sqrt() * noisy for v in (out_c, out_u))
+    else:
+        eps_c, eps_u = ((noisy - a.sqrt() * x0) / (1 - a).sqrt() for x0 in (out_c, out_u))
+    eps_hat = eps_u + 3.0 * (eps_c - eps_u)
+    expected = 2 * (eps_hat - noise) / b
+    torch.testing.assert_close(rgb.grad.permute(0, 3, 1, 2), expected, rtol=1e-4, atol=1e-6)
+    # and it is not what the ε reading of the same output would give
+    wrong = 2 * (out_u + 3.0 * (out_c - out_u) - noise) / b
+    assert (rgb.grad.permute(0, 3, 1, 2) - wrong).abs().max() > 1e-2
+
+
+def test_an_unsupported_prediction_type_is_a_clear_error(pixel_prior, tmp_path):
+    from lift3d.errors import PriorError
+
+    prior = _with_prediction_type(pixel_prior, tmp_path / "odd", "flow_matching")
+    with pytest.raises(PriorError, match="predicts 'flow_matching'.*supported prediction_type values: epsilon, v_prediction, sample"):
+        setup(prior)
+
+
+def test_to_epsilon_inverts_the_forward_process():
+    from lift3d.guidance.noise_prediction import to_epsilon
+
+    torch.manual_seed(0)
+    x0, eps = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5)
+    a = torch.tensor([0.9, 0.5, 0.05]).view(-1, 1, 1, 1)
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    v = a.sqrt() * eps - (1 - a).sqrt() * x0
+    torch.testing.assert_close(to_epsilon(eps, x_t, a, "epsilon"), eps)
+    torch.testing.assert_close(to_epsilon(v, x_t, a, "v_prediction"), eps, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(to_epsilon(x0, x_t, a, "sample"), eps, rtol=1e-4, atol=1e-4)

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from lift3d.errors import PriorError
+from lift3d.guidance.noise_prediction import check_prediction_type
 
 
 @dataclass
@@ -19,6 +20,8 @@ class FrozenPrior:
     num_train_timesteps: int
     vae: torch.nn.Module | None
     path: Path
+    prediction_type: str = "epsilon"
+    """What the UNet predicts (scheduler config): ``epsilon``, ``v_prediction`` or ``sample``."""
 
     @property
     def is_latent(self) -> bool:
@@ -71,4 +74,5 @@ def load_frozen_prior(path: Path, unet_class: str = "UNet2DConditionModel") -> F
         num_train_timesteps=scheduler.config.num_train_timesteps,
         vae=vae,
         path=path,
+        prediction_type=check_prediction_type(scheduler.config.get("prediction_type", "epsilon"), str(path)),
     )

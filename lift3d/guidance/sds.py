@@ -22,6 +22,7 @@ from lift3d.data.batch import CameraBatch
 from lift3d.errors import PriorError
 from lift3d.guidance.base import BaseGuidance, GuidanceOutput
 from lift3d.guidance.diffusers_prior import FrozenPrior, load_frozen_prior
+from lift3d.guidance.noise_prediction import guard_finite, to_epsilon
 from lift3d.guidance.prior_path import resolve_prior_path
 from lift3d.prompts.base import PromptEmbeddings
 from lift3d.registry import register
@@ -58,6 +59,10 @@ class DiffusersSDSGuidance(BaseGuidance):
         """Clamp each element of w(t)(eps_hat - eps) to [-grad_clip, grad_clip]; null for none."""
         half_precision: bool = False
         """Run the prior in float16 (CUDA only)."""
+        max_nonfinite_fraction: float = 0.0
+        """Largest fraction of NaN/inf elements in the prior's noise prediction a step tolerates
+        (they are zeroed, and the fraction is logged as ``train/nonfinite_fraction``); above it
+        the run stops with an error. 0: any non-finite value stops the run."""
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
@@ -69,6 +74,7 @@ class DiffusersSDSGuidance(BaseGuidance):
                 "is this an image-conditioned prior? use its own guidance"
             )
         self.global_step = 0
+        self.last_nonfinite_fraction = 0.0
         self._device = None
 
     def update_step(self, global_step: int) -> None:
@@ -100,13 +106,15 @@ class DiffusersSDSGuidance(BaseGuidance):
         return (posterior.sample() * vae.config.scaling_factor).float()
 
     def predict_noise(self, noisy: Tensor, t: Tensor, cond: Tensor, uncond: Tensor) -> Tensor:
-        """Classifier-free-guided noise prediction."""
+        """Classifier-free-guided noise prediction (ε, whatever the prior predicts)."""
         unet = self.prior.unet
         inp = torch.cat([noisy, noisy]).to(unet.dtype)
         emb = torch.cat([cond, uncond]).to(unet.dtype)
-        eps = unet(inp, torch.cat([t, t]), encoder_hidden_states=emb).sample.float()
-        if eps.shape[1] == 2 * noisy.shape[1]:  # learned variance (DeepFloyd IF): keep the noise half
-            eps = eps[:, : noisy.shape[1]]
+        out = unet(inp, torch.cat([t, t]), encoder_hidden_states=emb).sample.float()
+        if out.shape[1] == 2 * noisy.shape[1]:  # learned variance (DeepFloyd IF): keep the prediction half
+            out = out[:, : noisy.shape[1]]
+        a = self.prior.alphas_cumprod[torch.cat([t, t])].view(-1, 1, 1, 1)
+        eps = to_epsilon(out, torch.cat([noisy, noisy]).float(), a, self.prior.prediction_type)
         eps_cond, eps_uncond = eps.chunk(2)
         return eps_uncond + self.cfg.guidance_scale * (eps_cond - eps_uncond)
 
@@ -116,8 +124,10 @@ class DiffusersSDSGuidance(BaseGuidance):
         with torch.no_grad():
             noisy = a.sqrt() * x + (1 - a).sqrt() * noise
             eps_hat = self.predict_noise(noisy, t, cond, uncond)
+        eps_hat, self.last_nonfinite_fraction = guard_finite(
+            eps_hat, self.cfg.max_nonfinite_fraction, self.global_step, self.prior.path
+        )
         grad = sds_weight(self.cfg.weighting, a) * (eps_hat - noise)
-        grad = torch.nan_to_num(grad)
         if self.cfg.grad_clip is not None:
             clip = resolve(self.cfg.grad_clip, self.global_step)
             grad = grad.clamp(-clip, clip)
@@ -144,5 +154,6 @@ class DiffusersSDSGuidance(BaseGuidance):
         loss = (grad.detach() * x).sum() / b
         return GuidanceOutput(
             losses={"sds": loss},
-            info={"grad_norm": grad.norm().item(), "t_min": float(lo), "t_max": float(hi), "t": float(t.float().mean())},
+            info={"grad_norm": grad.norm().item(), "t_min": float(lo), "t_max": float(hi), "t": float(t.float().mean()),
+                  "nonfinite_fraction": self.last_nonfinite_fraction},
         )

@@ -16,6 +16,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from lift3d.errors import PriorError
+from lift3d.guidance.noise_prediction import check_prediction_type, to_epsilon
 from lift3d.priors.view_prior.model import CCProjection, view_context
 
 REQUIRED = ("unet", "image_encoder", "cc_projection", "scheduler")
@@ -36,6 +37,10 @@ class ViewPrior:
     @property
     def is_latent(self) -> bool:
         return self.vae is not None
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler_config.get("prediction_type", "epsilon")
 
     @property
     def image_size(self) -> int:
@@ -68,7 +73,9 @@ class ViewPrior:
         """Classifier-free-guided ε of noisy targets (one batched UNet call, cond + uncond)."""
         sample = torch.cat([torch.cat([x_t, concat], 1), torch.cat([x_t, torch.zeros_like(concat)], 1)])
         ctx = torch.cat([context, torch.zeros_like(context)])
-        eps = self.unet(sample, torch.cat([t, t]), encoder_hidden_states=ctx).sample
+        out = self.unet(sample, torch.cat([t, t]), encoder_hidden_states=ctx).sample
+        a = self.alphas_cumprod.to(out.device)[torch.cat([t, t])].view(-1, 1, 1, 1)
+        eps = to_epsilon(out, torch.cat([x_t, x_t]), a, self.prediction_type)
         cond, uncond = eps.chunk(2)
         return uncond + guidance_scale * (cond - uncond)
 
@@ -84,7 +91,7 @@ class ViewPrior:
         """Novel views in [0, 1] by DDIM."""
         from diffusers import DDIMScheduler
 
-        sched = DDIMScheduler.from_config(self.scheduler_config)
+        sched = DDIMScheduler.from_config({**self.scheduler_config, "prediction_type": "epsilon"})  # predict_noise gives ε
         sched.set_timesteps(steps)
         context, concat = self.conditioning(reference, camera)
         size = int(self.unet.config.sample_size)
@@ -124,6 +131,7 @@ def load_view_prior(path: Path) -> ViewPrior:
     except (OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0]
         raise PriorError(f"cannot load the view prior at {path}: {msg}; check that it is a complete diffusers-layout directory") from exc
+    check_prediction_type(scheduler.config.get("prediction_type", "epsilon"), str(path))
     return ViewPrior(
         unet=unet,
         image_encoder=image_encoder,
