@@ -1,4 +1,9 @@
-"""Atomic file writing: write to a temporary file beside the target, then rename."""
+"""Atomic file writing: write to a temporary file beside the target, fsync it, then rename.
+
+The finished file gets the mode a plain ``open(path, "w")`` would give (0666 minus the
+umask), not ``mkstemp``'s private 0600, so checkpoints, meshes, videos and reports stay
+readable to other users and web servers.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,30 @@ from collections.abc import Iterator
 import numpy as np
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str, path: Path) -> None:
+    """fsync ``tmp``, give it the default file mode, rename it onto ``path``, and fsync the folder."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # some platforms cannot open a directory
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
@@ -20,7 +49,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
