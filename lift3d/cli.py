@@ -74,13 +74,14 @@ def _accelerator(gpu: str) -> tuple[str, object]:
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
-    from lift3d.config import dump_yaml, load_mapping, parse
+    from lift3d.config import dump_yaml, explicit_keys, load_mapping, override_keys, parse
     from lift3d.experiment import ExperimentConfig
     from lift3d.registry import load_plugin_file
 
     for plugin in args.plugin:
         load_plugin_file(plugin)
-    cfg = parse(ExperimentConfig, load_mapping(args.config, args.overrides))
+    with explicit_keys(override_keys(args.overrides)):
+        cfg = parse(ExperimentConfig, load_mapping(args.config, args.overrides))
     ckpt, resumed_trial = resolve_resume(cfg.resume)
     if not args.train and ckpt is None:
         raise RunError("--validate/--test/--export need a checkpoint: add resume=<trial directory or .ckpt file>")
@@ -202,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = run(argv)
     except Lift3DError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # several config errors: one line each
+            print(f"error: {line}", file=sys.stderr)
         code = exc.exit_code
     sys.exit(code)
 

@@ -16,12 +16,16 @@ Scheduled values (:data:`Scheduled`) have one form, resolved by :func:`resolve`:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Optional, Union
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Annotated, Any, Literal, Optional, Union
 
 from lift3d.errors import ConfigError
 from lift3d.registry import find, suggest
@@ -151,8 +155,46 @@ def convert(tp: Any, value: Any, path: str) -> Any:
     raise ConfigError(f"{path}: unsupported annotation {tp!r}")  # a bug in a Config, not user input
 
 
+MISSING_VALUE = "???"
+"""OmegaConf's mark of a value the user must set (e.g. the preset's prompt)."""
+
+_explicit_keys: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("explicit_keys", default=frozenset())
+
+
+def _is_explicit(key_path: str) -> bool:
+    """Whether the user set ``key_path`` (or a mapping above it) on the command line."""
+    return any(key_path == k or key_path.startswith(k + ".") for k in _explicit_keys.get())
+
+
+@contextlib.contextmanager
+def explicit_keys(keys: Iterable[str]) -> Iterator[None]:
+    """While active, :func:`parse` knows which dotted keys came from the command line.
+
+    When a ``*_type`` key is switched on the command line, keys of the old module's config
+    that the preset set and the new module lacks are dropped with a notice; keys the user
+    passed that the new module lacks stay errors.
+    """
+    token = _explicit_keys.set(frozenset(keys))
+    try:
+        yield
+    finally:
+        _explicit_keys.reset(token)
+
+
+def override_keys(overrides: list[str]) -> list[str]:
+    """The dotted keys of ``key=value`` overrides."""
+    return [item.split("=", 1)[0].strip().lstrip("+~") for item in overrides if "=" in item]
+
+
+def _lines(exc: ConfigError) -> list[str]:
+    return [line for line in str(exc).splitlines() if line.strip()]
+
+
 def parse(cls: type, data: Any, path: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, checking every key and type."""
+    """Build dataclass ``cls`` from a mapping, checking every key and type.
+
+    Every problem found is reported, one line each, in a single :class:`ConfigError`.
+    """
     where = path or "config"
     if data is None:
         data = {}
@@ -160,35 +202,71 @@ def parse(cls: type, data: Any, path: str = "") -> Any:
         raise ConfigError(f"{where}: expected a mapping of {cls.__name__} fields, got {data!r}")
     hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    errors: list[str] = []
     for key in data:
         if key not in fields:
-            raise ConfigError(f"{_join(path, key)}: unknown key{suggest(str(key), list(fields)) or f'; valid keys: {sorted(fields)}'}")
+            errors.append(f"{_join(path, key)}: unknown key{suggest(str(key), list(fields)) or f'; valid keys: {sorted(fields)}'}")
     values: dict[str, Any] = {}
     module_fields = []
     for name, f in fields.items():
         if "module_of" in f.metadata:
             module_fields.append(f)
             continue
-        if name in data:
-            values[name] = convert(hints[name], data[name], _join(path, name))
+        key_path = _join(path, name)
+        if name in data and data[name] == MISSING_VALUE:
+            errors.append(f"{key_path}: required value is missing ({MISSING_VALUE}); set it, e.g. {key_path}=...")
+        elif name in data:
+            try:
+                values[name] = convert(hints[name], data[name], key_path)
+            except ConfigError as exc:
+                errors.extend(_lines(exc))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{_join(path, name)}: required key is missing; set it in the config or with {_join(path, name)}=...")
+            errors.append(f"{key_path}: required key is missing; set it in the config or with {key_path}=...")
     for f in module_fields:
         type_key = f.metadata["module_of"]
         module_name = values.get(type_key, fields[type_key].default)
+        if type_key in data and type_key not in values:
+            continue  # the type key itself was invalid; already reported
         try:
             module_cls = find(module_name, _import_kind(f.metadata["kind"]))
         except ConfigError as exc:
-            raise ConfigError(f"{_join(path, type_key)}: {exc}") from exc
+            errors.append(f"{_join(path, type_key)}: {exc}")
+            continue
         sub_path = _join(path, f.name)
-        values[f.name] = parse(module_cls.Config, data.get(f.name, {}), sub_path)
+        sub_data = data.get(f.name, {})
+        if _is_explicit(_join(path, type_key)) and isinstance(sub_data, Mapping):
+            sub_data = _drop_keys_of_the_old_type(module_cls, sub_data, sub_path, module_name)
+        try:
+            values[f.name] = parse(module_cls.Config, sub_data, sub_path)
+        except ConfigError as exc:
+            errors.extend(_lines(exc))
+            continue
         check = getattr(module_cls, "check_config", None)
         if check is not None:
-            check(values[f.name], sub_path)
+            try:
+                check(values[f.name], sub_path)
+            except ConfigError as exc:
+                errors.extend(_lines(exc))
+    if errors:
+        raise ConfigError("\n".join(dict.fromkeys(errors)))
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+_notified: set[tuple] = set()
+
+
+def _drop_keys_of_the_old_type(module_cls: type, data: Mapping, path: str, module_name: str) -> dict:
+    """After a ``*_type`` switch: the preset's keys the new module lacks are dropped, with a notice."""
+    valid = {f.name for f in dataclasses.fields(module_cls.Config) if f.init}
+    dropped = [k for k in data if k not in valid and not _is_explicit(_join(path, k))]
+    if dropped and (module_name, path, tuple(dropped)) not in _notified:
+        _notified.add((module_name, path, tuple(dropped)))
+        print(f"note: {path} is now {module_name!r}, which has no option {', '.join(dropped)}; "
+              "dropped the preset's value" + ("s" if len(dropped) > 1 else ""), file=sys.stderr)
+    return {k: v for k, v in data.items() if k not in dropped}
 
 
 def _join(path: str, key: Any) -> str:
@@ -216,14 +294,14 @@ def load_mapping(path: str | Path | None, overrides: list[str]) -> dict:
             path = Path(path)
             if not path.is_file():
                 raise ConfigError(f"config file {str(path)!r} not found; pass an existing YAML file to --config")
-            base = OmegaConf.load(path)
+            base = _load_yaml(path)
         else:
             base = OmegaConf.create({})
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} has no '='; write overrides as key=value, e.g. seed=1")
         merged = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
-        data = OmegaConf.to_container(merged, resolve=True, throw_on_missing=True)
+        data = OmegaConf.to_container(merged, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as exc:
         from omegaconf.errors import MissingMandatoryValue
 
@@ -237,10 +315,37 @@ def load_mapping(path: str | Path | None, overrides: list[str]) -> dict:
     return data
 
 
+def _char_at(path: Path, line: int, column: int) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()[line]
+    except (OSError, IndexError):
+        return ""
+    return text[column] if column < len(text) else ""
+
+
+def _load_yaml(path: Path):
+    """OmegaConf.load, with a YAML syntax error turned into one line: file, line, column, problem."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.load(path)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = (exc.problem or exc.context or "invalid YAML").strip()
+        hint = "; fix the YAML at that place"
+        if mark is not None and _char_at(path, mark.line, mark.column) == "\t":
+            problem, hint = f"{problem} (a tab)", "; indent with spaces, not tabs"
+        raise ConfigError(f"{where}: YAML syntax error: {problem}{hint}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML syntax error: {str(exc).strip().splitlines()[0]}; fix the file") from exc
+
+
 def dump_yaml(cfg: Any) -> str:
     import yaml
 
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None, width=120)
 
 
-__all__ = ["Scheduled", "module_field", "resolve", "parse", "convert", "to_dict", "load_mapping", "dump_yaml", "dataclass", "field", "Optional", "Literal"]
+__all__ = ["Scheduled", "module_field", "resolve", "parse", "explicit_keys", "override_keys", "convert", "to_dict", "load_mapping", "dump_yaml", "dataclass", "field", "Optional", "Literal"]

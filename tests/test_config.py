@@ -1,10 +1,12 @@
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from lift3d.config import dump_yaml, load_mapping, parse, resolve
+from lift3d.config import dump_yaml, explicit_keys, load_mapping, override_keys, parse, resolve
 from lift3d.errors import ConfigError
 from lift3d.experiment import ExperimentConfig
 
@@ -13,7 +15,9 @@ PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def load(preset: str, *overrides: str) -> ExperimentConfig:
-    return parse(ExperimentConfig, load_mapping(ROOT / "configs" / preset, ["system.prompt_processor.prompt=a red cube", *overrides]))
+    """As launch.py parses: the overrides are the user's explicit keys."""
+    with explicit_keys(override_keys(list(overrides))):
+        return parse(ExperimentConfig, load_mapping(ROOT / "configs" / preset, ["system.prompt_processor.prompt=a red cube", *overrides]))
 
 
 def test_child_configs_are_typed_dataclasses():
@@ -106,3 +110,105 @@ def test_param_lrs_override_by_dotted_path():
     assert cfg.system.optimizer.param_lrs["geometry.density_network"] == 0.001
     with pytest.raises(ConfigError, match=r"param_lrs\.geometry\.encoding: expected a learning rate"):
         load("dreamfusion-if.yaml", "system.optimizer.param_lrs.geometry.encoding=fast")
+
+
+# ---- errors found at parse time, all at once ------------------------------------------------
+
+
+def _cli(tmp_path, *args, config="configs/dreamfusion-if.yaml"):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "launch.py"), "--config", str(ROOT / config) if not Path(config).is_absolute() else config,
+         "--train", f"exp_root_dir={out}", *args],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    return proc, out
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["system.geometry.normal_type=none"],
+         "system.geometry.normal_type: none, but material 'diffuse-with-point-light' shades with normals"),
+        (["system.geometry.normal_type=none", "system.material_type=no-material", "system.loss.lambda_orient=0.1"],
+         "system.loss.lambda_orient: the orientation loss needs normals"),
+        (["system.optimizer.param_lrs.geometry.encodng=0.1"],
+         "system.optimizer.param_lrs.geometry.encodng: matches no trainable parameter; did you mean 'geometry.encoding'"),
+    ],
+)
+def test_cross_module_errors_stop_at_parse_time(overrides, message, tmp_path):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load("dreamfusion-if.yaml", *overrides)
+    proc, out = _cli(tmp_path, "system.prompt_processor.prompt=a red cube", *overrides)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert any(line == f"error: {message}" or line.startswith(f"error: {message}") for line in proc.stderr.splitlines())
+    assert not out.exists()
+
+
+def test_several_errors_are_reported_together_one_line_each(tmp_path):
+    # no prompt (the preset's ???), a misspelled key and a wrong type
+    proc, out = _cli(tmp_path, "system.geometry.encoding.n_levelz=4", "data.batch_size=two")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and not out.exists()
+    assert any("system.prompt_processor.prompt: required value is missing" in e for e in errors)
+    assert any("system.geometry.encoding.n_levelz: unknown key; did you mean 'n_levels'" in e for e in errors)
+    assert any("data.batch_size: expected an integer" in e for e in errors)
+    assert len(errors) == 3
+
+
+@pytest.mark.parametrize(
+    "text, line, column, what",
+    [
+        ("name: x\nsystem:\n\tgeometry_type: implicit-volume\n", 3, 1, "tab"),
+        ("name: x\ndata:\n  elevation_range: [10, 20\n  batch_size: 2\n", 4, 13, "expected ',' or ']'"),
+    ],
+)
+def test_yaml_syntax_error_is_one_line_with_file_line_and_column(text, line, column, what, tmp_path):
+    preset = tmp_path / "broken.yaml"
+    preset.write_text(text)
+    proc, out = _cli(tmp_path, config=str(preset))
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and not out.exists()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: {preset}:{line}:{column}: YAML syntax error") and what in lines[0]
+
+
+# ---- switching a module's type by an override -----------------------------------------------
+
+
+def _readme_plugin(tmp_path) -> tuple[Path, list[str]]:
+    """The README's extension example, verbatim: the plugin file and the command that uses it."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Extending lift3d"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    command = re.search(r"```\n(python launch\.py [^\n]*--plugin my_material\.py[^\n]*)\n```", section).group(1)
+    (tmp_path / "my_material.py").write_text(code)
+    return tmp_path / "my_material.py", shlex.split(command)[2:]
+
+
+def test_readme_plugin_example_switches_the_material_of_the_bundled_preset(tmp_path):
+    _, args = _readme_plugin(tmp_path)
+    args = [str(ROOT / a) if a.startswith("configs/") else a for a in args]
+    small = ["trainer.max_steps=2", "trainer.val_check_interval=2", "data.n_test_views=2", "data.n_val_views=1",
+             "data.eval_resolution=16", "data.resolution=16", "data.batch_size=1", "trainer.enable_progress_bar=false",
+             f"exp_root_dir={tmp_path / 'out'}"]
+    proc = subprocess.run([sys.executable, str(ROOT / "launch.py"), *args, *small], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    notes = [x for x in proc.stderr.splitlines() if x.startswith("note: system.material is now 'my-material'")]
+    assert len(notes) == 1 and "ambient_light_color" in notes[0] and "albedo_prob" in notes[0]
+    parsed = next((tmp_path / "out").glob("*/*/configs/parsed.yaml")).read_text()
+    assert "material_type: my-material" in parsed and "gain: 1.0" in parsed and "ambient_light_color" not in parsed
+
+
+def test_a_key_the_user_passes_for_the_old_type_stays_an_error(tmp_path):
+    from lift3d.registry import load_plugin_file
+
+    plugin, _ = _readme_plugin(tmp_path)
+    load_plugin_file(plugin)
+    with pytest.raises(ConfigError, match=r"system\.material\.ambient_only_steps: unknown key; valid keys: \['gain'\]"):
+        load("dreamfusion-bundled.yaml", "system.material_type=my-material", "system.material.ambient_only_steps=3")
+    # without the switch on the command line, a preset's key unknown to its own type is still an error
+    with pytest.raises(ConfigError, match=r"system\.material\.ambient_only_steps: unknown key"):
+        parse(ExperimentConfig, {**load_mapping(ROOT / "configs" / "dreamfusion-bundled.yaml", ["system.prompt_processor.prompt=a red cube"]),
+                                 "system": {**load_mapping(ROOT / "configs" / "dreamfusion-bundled.yaml", ["system.prompt_processor.prompt=a"])["system"],
+                                            "material_type": "my-material"}})

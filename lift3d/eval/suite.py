@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lift3d.config import load_mapping, parse
+from lift3d.config import explicit_keys, load_mapping, override_keys, parse
 from lift3d.errors import ConfigError
 
 
@@ -145,7 +145,8 @@ def expand(suite: SuiteConfig, suite_path: str | Path) -> list[RunSpec]:
                     merged = {**suite.overrides, **method.overrides, **hparams, "system.prompt_processor.prompt": prompt, "seed": seed}
                     overrides = [f"{k}={_value_text(v)}" for k, v in merged.items()]
                     try:
-                        parse(ExperimentConfig, load_mapping(preset, overrides))
+                        with explicit_keys(override_keys(overrides)):
+                            parse(ExperimentConfig, load_mapping(preset, overrides))
                     except ConfigError as exc:
                         raise ConfigError(f"method {method.name!r}: {exc}") from exc
                     hp = "_".join(f"{k.rsplit('.', 1)[-1]}-{_slug(_value_text(v))}" for k, v in hparams.items())

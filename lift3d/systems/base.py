@@ -41,13 +41,20 @@ class BaseLift3DSystem(pl.LightningModule):
 
     @classmethod
     def check_config(cls, cfg, path: str) -> None:
+        """Checks across modules, run at parse time; every problem is reported, one line each."""
+        errors = cls.config_errors(cfg, path)
+        if errors:
+            raise ConfigError("\n".join(errors))
+
+    @classmethod
+    def config_errors(cls, cfg, path: str) -> list[str]:
         produced = cls.produced_losses(cfg)
         valid = [f"lambda_{n}" for n in produced]
-        for key in cfg.loss:
-            if key not in valid:
-                raise ConfigError(
-                    f"{path}.loss.{key}: no module produces this loss{suggest(key, valid)}; valid weights: {valid}"
-                )
+        return [
+            f"{path}.loss.{key}: no module produces this loss{suggest(key, valid)}; valid weights: {valid}"
+            for key in cfg.loss
+            if key not in valid
+        ]
 
     def loss_weight(self, name: str) -> float:
         value = self.cfg.loss.get(f"lambda_{name}", 0.0)

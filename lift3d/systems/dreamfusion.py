@@ -10,11 +10,20 @@ import torch.nn.functional as F
 from lift3d.config import Scheduled, module_field
 from lift3d.data.batch import CameraBatch
 from lift3d.renderers.base import RenderOutput
-from lift3d.registry import register
+from lift3d.errors import ConfigError
+from lift3d.materials.base import BaseMaterial
+from lift3d.registry import find, register
 from lift3d.systems.base import BaseLift3DSystem
-from lift3d.systems.optim import OptimizerConfig, build_optimizer
+from lift3d.systems.optim import OptimizerConfig, build_optimizer, param_lr_errors
 from lift3d.utils.images import side_by_side, write_video
 from lift3d.utils.io import write_png
+
+
+def _ever_positive(weight) -> bool:
+    """Whether a (possibly scheduled) loss weight is above zero at some step."""
+    if isinstance(weight, (int, float)):
+        return weight > 0
+    return any(v > 0 for _, v in weight)
 
 
 def _default_losses() -> dict:
@@ -73,8 +82,47 @@ class DreamFusionSystem(BaseLift3DSystem):
         )
         self._test_frames: list = []
 
+    TRAINABLE = (
+        ("geometry", "lift3d.geometry.base.BaseImplicitGeometry"),
+        ("material", "lift3d.materials.base.BaseMaterial"),
+        ("background", "lift3d.backgrounds.base.BaseBackground"),
+    )
+    """The modules the optimizer trains, with their kinds."""
+
+    @classmethod
+    def config_errors(cls, cfg, path: str) -> list[str]:
+        errors = super().config_errors(cfg, path)
+        material_cls = find(cfg.material_type, BaseMaterial)
+        normal_type = getattr(cfg.geometry, "normal_type", None)
+        if normal_type == "none":
+            fix = f"set {path}.geometry.normal_type to analytic or finite_difference"
+            if material_cls.requires_normal:
+                errors.append(f"{path}.geometry.normal_type: none, but material {cfg.material_type!r} shades with normals; "
+                              f"{fix}, or use {path}.material_type=no-material")
+            if _ever_positive(cfg.loss.get("lambda_orient", 0.0)):
+                errors.append(f"{path}.loss.lambda_orient: the orientation loss needs normals but geometry.normal_type is none; {fix}")
+        names = cls.trainable_parameter_names(cfg)
+        if names is not None:
+            errors += param_lr_errors(cfg.optimizer.param_lrs, names)
+        return errors
+
+    @classmethod
+    def trainable_parameter_names(cls, cfg) -> list[str] | None:
+        """Names the optimizer will see, from modules built on the meta device (no memory, no
+        weights); None when a module cannot be built there (then ``build_optimizer`` checks)."""
+        modules = {}
+        try:
+            with torch.device("meta"):
+                for name, kind in cls.TRAINABLE:
+                    modules[name] = cls.build(kind, getattr(cfg, f"{name}_type"), getattr(cfg, name))
+        except ConfigError:
+            raise
+        except Exception:
+            return None
+        return [n for n, p in torch.nn.ModuleDict(modules).named_parameters() if p.requires_grad]
+
     def configure_optimizers(self):
-        trainable = torch.nn.ModuleDict({"geometry": self.geometry, "material": self.material, "background": self.background})
+        trainable = torch.nn.ModuleDict({name: getattr(self, name) for name, _ in self.TRAINABLE})
         return build_optimizer(self.cfg.optimizer, trainable)
 
     def forward(self, batch: CameraBatch, need_normal: bool = False) -> RenderOutput:

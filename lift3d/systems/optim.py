@@ -47,17 +47,32 @@ def flatten_lrs(value: dict, path: str, prefix: str = "") -> dict[str, float]:
     return out
 
 
+def _prefix_of(name: str, prefixes: list[str]) -> str | None:
+    """The longest prefix in ``prefixes`` that ``name`` equals or lies under."""
+    return next((pre for pre in sorted(prefixes, key=len, reverse=True) if name == pre or name.startswith(pre + ".")), None)
+
+
+def param_lr_errors(param_lrs: dict[str, float], parameter_names: list[str]) -> list[str]:
+    """One line for each ``param_lrs`` prefix that matches no trainable parameter."""
+    used = {_prefix_of(n, list(param_lrs)) for n in parameter_names}
+    modules = sorted({".".join(n.split(".")[:i]) for n in parameter_names for i in range(1, n.count(".") + 1)})
+    return [
+        f"system.optimizer.param_lrs.{prefix}: matches no trainable parameter{suggest(prefix, modules) or f'; modules: {modules}'}"
+        for prefix in param_lrs
+        if prefix not in used
+    ]
+
+
 def build_optimizer(cfg: OptimizerConfig, module: torch.nn.Module) -> torch.optim.Optimizer:
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    errors = param_lr_errors(cfg.param_lrs, [n for n, _ in named])
+    if errors:
+        raise ConfigError("\n".join(errors))
     groups: dict[str, list] = {prefix: [] for prefix in cfg.param_lrs}
     rest = []
     for name, p in named:
-        prefix = next((pre for pre in sorted(cfg.param_lrs, key=len, reverse=True) if name == pre or name.startswith(pre + ".")), None)
+        prefix = _prefix_of(name, list(cfg.param_lrs))
         (groups[prefix] if prefix is not None else rest).append(p)
-    for prefix, params in groups.items():
-        if not params:
-            names = sorted({n.rsplit(".", 1)[0] for n, _ in named})
-            raise ConfigError(f"system.optimizer.param_lrs: {prefix!r} matches no trainable parameter{suggest(prefix, names)}")
     param_groups = [{"params": ps, "lr": cfg.param_lrs[pre]} for pre, ps in groups.items()]
     if rest:
         param_groups.append({"params": rest, "lr": cfg.lr})
