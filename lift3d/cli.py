@@ -80,12 +80,15 @@ def run(argv: list[str] | None = None) -> int:
 
     for plugin in args.plugin:
         load_plugin_file(plugin)
+    accelerator, devices = _accelerator(args.gpu)
+    from lift3d.runtime import set_run_device
+
+    set_run_device("cuda" if accelerator == "gpu" else "cpu")  # e.g. implementation=auto picks tcnn only on CUDA runs
     with explicit_keys(override_keys(args.overrides)):
         cfg = parse(ExperimentConfig, load_mapping(args.config, args.overrides))
     ckpt, resumed_trial = resolve_resume(cfg.resume)
     if not args.train and ckpt is None:
         raise RunError("--validate/--test/--export need a checkpoint: add resume=<trial directory or .ckpt file>")
-    accelerator, devices = _accelerator(args.gpu)
 
     import lightning.pytorch as pl
     import torch

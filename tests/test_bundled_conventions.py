@@ -13,7 +13,8 @@ def test_bundled_preset_matches_world_conventions():
     cfg = parse(ExperimentConfig, load_mapping(ROOT / "configs/dreamfusion-bundled.yaml", ["system.prompt_processor.prompt=a red house"]))
     d = cfg.data
     assert d.resolution == conv.RESOLUTION
-    assert d.elevation_range == conv.ELEVATION_RANGE and d.elevation_uniform_on_sphere
+    assert d.elevation_range == conv.ELEVATION_RANGE and d.elevation_sphere_prob == conv.ELEVATION_SPHERE_PROB
+    assert (d.camera_perturb, d.center_perturb, d.up_perturb) == (conv.CAMERA_PERTURB, conv.CENTER_PERTURB, conv.UP_PERTURB)
     assert d.azimuth_range == conv.AZIMUTH_RANGE
     assert d.camera_distance_range == conv.DISTANCE_RANGE
     assert d.fovy_range == conv.FOVY_RANGE

@@ -37,3 +37,28 @@ def test_analytic_normals_are_trainable():
     out.normal[:, 2].sum().backward()
     assert geo.encoding.table.grad.abs().sum() > 0
     assert geo.density_network[0].weight.grad.abs().sum() > 0
+
+
+def test_central_differences_are_second_order_and_forward_first_order():
+    """On a known smooth density, halving the step quarters the central error and halves the forward one."""
+    centre = torch.tensor([0.1, -0.2, 0.15])
+
+    def density(p):
+        return torch.exp(-((p - centre) ** 2).sum(-1) / 0.2)
+
+    def exact(p):
+        return density(p)[:, None] * (-2 * (p - centre) / 0.2)
+
+    pts = torch.rand(100, 3, dtype=torch.float64) * 0.8 - 0.4
+    errors = {}
+    for scheme in ("central", "forward"):
+        for eps in (0.04, 0.02):
+            geo = ImplicitVolume(ImplicitVolume.Config(encoding=HashGridConfig(n_levels=2, log2_hashmap_size=8),
+                                                       normal_type="finite_difference", finite_difference_eps=eps,
+                                                       finite_difference_scheme=scheme))
+            geo.forward_density = density
+            got = geo._finite_difference_gradient(pts, density(pts))
+            errors[scheme, eps] = (got - exact(pts)).norm(dim=-1).max().item()
+    assert errors["central", 0.04] / errors["central", 0.02] > 3.5  # O(h^2)
+    assert 1.6 < errors["forward", 0.04] / errors["forward", 0.02] < 2.4  # O(h)
+    assert errors["central", 0.02] * 10 < errors["forward", 0.02]

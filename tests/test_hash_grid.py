@@ -175,3 +175,26 @@ def test_gradgradcheck_dense_and_hashed_levels(features, log2_size, n_levels):
     x = (torch.rand(5, 3, dtype=torch.float64) * 0.8 + 0.1).requires_grad_(True)
     fn = lambda xx, tt: _HashGridFunction.apply(xx, tt, layout, offsets)  # noqa: E731
     assert torch.autograd.gradgradcheck(fn, (x, table), eps=1e-6, atol=1e-4)
+
+
+def test_auto_picks_tcnn_only_when_the_run_is_on_cuda(monkeypatch):
+    """``--gpu cpu`` on a machine with CUDA and tiny-cuda-nn must keep the PyTorch hash grid."""
+    import sys
+    import types
+
+    from lift3d import runtime
+    from lift3d.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "tinycudann", types.ModuleType("tinycudann"))  # installed
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # and a GPU exists
+    try:
+        runtime.set_run_device("cpu")
+        assert HashGridEncoding._choose_backend("auto") == "torch"
+        with pytest.raises(ConfigError, match="not on CUDA"):
+            HashGridEncoding._choose_backend("tcnn")
+        runtime.set_run_device("cuda")
+        assert HashGridEncoding._choose_backend("auto") == "tcnn"
+        runtime.set_run_device(None)  # used as a library: CUDA present counts
+        assert HashGridEncoding._choose_backend("auto") == "tcnn"
+    finally:
+        runtime.set_run_device(None)

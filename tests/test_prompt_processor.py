@@ -75,3 +75,27 @@ def test_non_view_dependent_uses_plain_prompt(pixel_prior):
     emb = DiffusersPromptProcessor(cfg).embeddings
     cond, _ = emb.for_cameras(torch.tensor([0.0]), torch.tensor([180.0]))
     torch.testing.assert_close(cond[0], emb.cond)
+
+
+def test_cache_key_includes_how_embeddings_are_made(latent_prior, pixel_prior, monkeypatch):
+    """Same prior files, same text: a different recipe (mask, format version) must not reuse the cache."""
+    from lift3d.prompts import diffusers_prompt_processor as dpp
+
+    cfg = DiffusersPromptProcessor.Config(prompt="a red cube", pretrained_model_name_or_path=str(latent_prior))
+    plain = DiffusersPromptProcessor(cfg)
+    assert "attention_mask=False" in plain._recipe() and "max_length=16" in plain._recipe()
+    t5 = DiffusersPromptProcessor(DiffusersPromptProcessor.Config(prompt="a red cube", pretrained_model_name_or_path=str(pixel_prior)))
+    assert "attention_mask=True" in t5._recipe() and "encoder=T5EncoderModel" in t5._recipe()
+
+    # the CLIP encoder with an attention mask gives other embeddings: they must be computed, not read back
+    monkeypatch.setattr(DiffusersPromptProcessor, "_uses_attention_mask", lambda self: True)
+    masked = DiffusersPromptProcessor(cfg)
+    assert masked._cache_file("a red cube") != plain._cache_file("a red cube")
+    fresh = DiffusersPromptProcessor(DiffusersPromptProcessor.Config(prompt="a red cube", pretrained_model_name_or_path=str(latent_prior), use_cache=False))
+    torch.testing.assert_close(masked.embeddings.cond, fresh.embeddings.cond)
+    assert not torch.allclose(masked.embeddings.cond, plain.embeddings.cond)
+    monkeypatch.undo()
+
+    # a new format version moves every key
+    monkeypatch.setattr(dpp, "EMBEDDING_FORMAT", dpp.EMBEDDING_FORMAT + 1)
+    assert DiffusersPromptProcessor(cfg)._cache_file("a red cube") != plain._cache_file("a red cube")

@@ -27,10 +27,18 @@ def spherical_to_position(
     )
 
 
-def look_at(position: Float[Tensor, "B 3"], up: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> Float[Tensor, "B 4 4"]:
-    """Camera-to-world matrices of cameras at ``position`` looking at the origin."""
-    up_t = torch.tensor(up, dtype=position.dtype, device=position.device).expand_as(position)
-    forward = torch.nn.functional.normalize(-position, dim=-1)
+def look_at(
+    position: Float[Tensor, "B 3"],
+    up: tuple[float, float, float] | Float[Tensor, "B 3"] = (0.0, 0.0, 1.0),
+    center: Float[Tensor, "B 3"] | None = None,
+) -> Float[Tensor, "B 4 4"]:
+    """Camera-to-world matrices of cameras at ``position`` looking at ``center`` (default: the origin)."""
+    if isinstance(up, Tensor):
+        up_t = up.to(position)
+    else:
+        up_t = torch.tensor(up, dtype=position.dtype, device=position.device).expand_as(position)
+    target = torch.zeros_like(position) if center is None else center.to(position)
+    forward = torch.nn.functional.normalize(target - position, dim=-1)
     right = torch.nn.functional.normalize(torch.cross(forward, up_t, dim=-1), dim=-1)
     # cameras straight above or below: any right vector perpendicular to forward will do
     degenerate = right.norm(dim=-1) < 1e-6
@@ -102,6 +110,11 @@ def sample_point_lights(
 def uniform(b: int, lo: float, hi: float, generator: torch.Generator | None = None) -> Tensor:
     """``b`` samples uniformly in ``[lo, hi]``."""
     return lo + torch.rand(b, generator=generator) * (hi - lo)
+
+
+def stratified_uniform(b: int, lo: float, hi: float, generator: torch.Generator | None = None) -> Tensor:
+    """``b`` samples, one uniform in each of ``b`` equal slices of ``[lo, hi]`` (in slice order)."""
+    return lo + (torch.rand(b, generator=generator) + torch.arange(b)) / b * (hi - lo)
 
 
 def sample_elevation(b: int, lo: float, hi: float, generator: torch.Generator | None = None) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import lightning.pytorch as pl
 import torch
@@ -17,6 +18,7 @@ from lift3d.data.camera_math import (
     sample_elevation,
     sample_point_lights,
     spherical_to_position,
+    stratified_uniform,
     uniform,
 )
 from lift3d.registry import register
@@ -27,17 +29,31 @@ class RandomCameraConfig:
     """Camera distribution for training and the evaluation orbits."""
 
     resolution: Scheduled = 64
-    """Training image size (square); may be scheduled, e.g. [[0, 64], [5000, 128]]."""
+    """Training image size (square); may be scheduled as ``[step, size]`` points, e.g. [[0, 64], [5000, 128]],
+    read as ``resolution_schedule`` says."""
+    resolution_schedule: Literal["linear", "milestones"] = "linear"
+    """How a scheduled ``resolution`` is read: ``linear`` between points, or ``milestones``: each size
+    holds from its step until the next point's step (threestudio's ``resolution_milestones``)."""
     batch_size: int = 1
     """Training cameras per step."""
     elevation_range: tuple[float, float] = (-10.0, 90.0)
     """Training elevation range (degrees)."""
-    elevation_uniform_on_sphere: bool = True
-    """Sample elevation with equal weight per area of the viewing sphere (else uniform in degrees)."""
+    elevation_sphere_prob: float = 0.5
+    """Probability, per batch, of sampling elevation with equal weight per area of the viewing
+    sphere; otherwise uniform in degrees, which favours the poles (threestudio mixes the two 50/50)."""
     azimuth_range: tuple[float, float] = (-180.0, 180.0)
     """Training azimuth range (degrees); 0 is the object's front."""
+    batch_uniform_azimuth: bool = True
+    """Stratify azimuth within a batch: camera ``i`` of ``B`` draws from the ``i``-th of ``B`` equal
+    slices of the range, so every batch sees the object from all round."""
     camera_distance_range: tuple[float, float] = (1.0, 1.5)
     """Training camera distance range."""
+    camera_perturb: float = 0.1
+    """Camera positions move by a uniform offset in [-camera_perturb, camera_perturb] per axis."""
+    center_perturb: float = 0.2
+    """The point looked at moves from the origin by Gaussian noise of this std per axis."""
+    up_perturb: float = 0.02
+    """The up vector gets Gaussian noise of this std per axis (a slight camera roll)."""
     fovy_range: tuple[float, float] = (40.0, 70.0)
     """Training vertical field of view range (degrees)."""
     light_distance_range: tuple[float, float] = (0.8, 1.5)
@@ -66,15 +82,36 @@ def make_batch(
     light_position: torch.Tensor,
     resolution: int,
     index: torch.Tensor | None = None,
+    position_offset: torch.Tensor | None = None,
+    center: torch.Tensor | None = None,
+    up: torch.Tensor | None = None,
 ) -> CameraBatch:
-    """A :class:`CameraBatch` for the given camera parameters."""
+    """A :class:`CameraBatch` for the given camera parameters (and optional perturbations).
+
+    ``elevation``, ``azimuth`` and ``distance`` stay the nominal values (view-dependent prompts
+    read them); the perturbations move only the camera matrices and rays.
+    """
     position = spherical_to_position(elevation, azimuth, distance)
-    c2w = look_at(position)
+    if position_offset is not None:
+        position = position + position_offset
+    c2w = look_at(position, up if up is not None else (0.0, 0.0, 1.0), center)
     rays_o, rays_d = rays_from_cameras(c2w, resolution, resolution, fovy)
     mvp = projection_matrix(fovy) @ torch.linalg.inv(c2w)
     if index is None:
         index = torch.zeros(elevation.shape[0], dtype=torch.long)
     return CameraBatch(rays_o, rays_d, c2w, mvp, elevation, azimuth, distance, fovy, light_position, index)
+
+
+def resolution_at(cfg: RandomCameraConfig, step: int) -> int:
+    """Training image size at ``step`` under ``resolution_schedule``."""
+    value = cfg.resolution
+    if isinstance(value, list) and cfg.resolution_schedule == "milestones":
+        current = value[0][1]
+        for s, size in value:
+            if step >= s:
+                current = size
+        return int(round(current))
+    return int(round(resolve(value, step)))
 
 
 class RandomCameraIterable(IterableDataset):
@@ -83,13 +120,15 @@ class RandomCameraIterable(IterableDataset):
     Batch ``i`` is drawn from a generator seeded by (run seed, ``i``), so the stream does not
     depend on how far the data loader has prefetched, and a resumed run continues with
     exactly the batches an uninterrupted run would have seen. ``i`` is also the step that
-    scheduled values (the resolution) are resolved at.
+    scheduled values (the resolution) are resolved at. On several devices each rank draws
+    its own stream (the seed includes the rank; rank 0's stream is the single-device one).
     """
 
-    def __init__(self, cfg: RandomCameraConfig) -> None:
+    def __init__(self, cfg: RandomCameraConfig, rank: int = 0) -> None:
         self.cfg = cfg
         self.base_seed = torch.initial_seed()
         self.start_index = 0
+        self.rank = rank
 
     def start_at(self, index: int) -> None:
         """Make the next iterator start with batch ``index`` (the global step when resuming)."""
@@ -98,17 +137,20 @@ class RandomCameraIterable(IterableDataset):
     def sample(self, index: int) -> CameraBatch:
         c = self.cfg
         b = c.batch_size
-        g = torch.Generator().manual_seed((self.base_seed * 1_000_003 + index) % (2**63))
-        if c.elevation_uniform_on_sphere:
+        # the CPU generator keeps only the low 32 bits of a seed: the rank term must change those
+        g = torch.Generator().manual_seed((self.base_seed * 1_000_003 + index + self.rank * 2_654_435_761) % (2**63))
+        if float(torch.rand((), generator=g)) < c.elevation_sphere_prob:
             elev = sample_elevation(b, *c.elevation_range, generator=g)
         else:
             elev = uniform(b, *c.elevation_range, generator=g)
-        azim = uniform(b, *c.azimuth_range, generator=g)
+        azim = (stratified_uniform if c.batch_uniform_azimuth else uniform)(b, *c.azimuth_range, generator=g)
         dist = uniform(b, *c.camera_distance_range, generator=g)
         fovy = uniform(b, *c.fovy_range, generator=g)
-        light = sample_point_lights(spherical_to_position(elev, azim, dist), c.light_distance_range, c.light_position_perturb, g)
-        res = int(round(resolve(c.resolution, index)))
-        return make_batch(elev, azim, dist, fovy, light, res)
+        offset = (torch.rand(b, 3, generator=g) * 2 - 1) * c.camera_perturb
+        center = torch.randn(b, 3, generator=g) * c.center_perturb
+        up = torch.tensor([0.0, 0.0, 1.0]) + torch.randn(b, 3, generator=g) * c.up_perturb
+        light = sample_point_lights(spherical_to_position(elev, azim, dist) + offset, c.light_distance_range, c.light_position_perturb, g)
+        return make_batch(elev, azim, dist, fovy, light, resolution_at(c, index), position_offset=offset, center=center, up=up)
 
     def __iter__(self):
         index = self.start_index
@@ -165,10 +207,16 @@ class RandomCameraDataModule(pl.LightningDataModule):
                 raise ConfigError(f"{path}.{name}: lower bound {lo} is above upper bound {hi}; write [low, high]")
         if cfg.batch_size < 1:
             raise ConfigError(f"{path}.batch_size: must be at least 1, got {cfg.batch_size}")
+        if not 0.0 <= cfg.elevation_sphere_prob <= 1.0:
+            raise ConfigError(f"{path}.elevation_sphere_prob: must be in [0, 1], got {cfg.elevation_sphere_prob}")
+        for name in ("camera_perturb", "center_perturb", "up_perturb"):
+            if getattr(cfg, name) < 0:
+                raise ConfigError(f"{path}.{name}: must be at least 0, got {getattr(cfg, name)}")
 
     def train_dataloader(self) -> DataLoader:
         # called after a checkpoint is restored: a resumed run continues the camera stream
         self.train_dataset.start_at(int(self.trainer.global_step) if self.trainer is not None else 0)
+        self.train_dataset.rank = int(self.trainer.global_rank) if self.trainer is not None else 0
         return DataLoader(self.train_dataset, batch_size=None, num_workers=0, generator=_own_generator())
 
     def val_dataloader(self) -> DataLoader:

@@ -49,7 +49,7 @@ class HashGridConfig:
     """Table entries start uniform in [-init_scale, init_scale]."""
     implementation: Literal["torch", "tcnn", "auto"] = "torch"
     """``torch``: the pure-PyTorch reference; ``tcnn``: tiny-cuda-nn (CUDA only);
-    ``auto``: tiny-cuda-nn when installed and running on CUDA, else torch."""
+    ``auto``: tiny-cuda-nn when installed and the run's device is CUDA (not merely present), else torch."""
 
 
 def level_layout(cfg: HashGridConfig) -> list[tuple[int, int, bool]]:
@@ -204,18 +204,24 @@ class HashGridEncoding(nn.Module):
 
     @staticmethod
     def _choose_backend(choice: str) -> str:
+        """``torch``, or ``tcnn`` when asked for (or ``auto``) and the run itself is on CUDA."""
         if choice == "torch":
             return "torch"
+        from lift3d.runtime import run_on_cuda
+
         try:
             import tinycudann  # noqa: F401
 
-            available = torch.cuda.is_available()
+            installed = True
         except ImportError:
-            available = False
+            installed = False
+        available = installed and run_on_cuda()
         if choice == "tcnn" and not available:
             from lift3d.errors import ConfigError
 
-            raise ConfigError("hash grid implementation 'tcnn' needs tiny-cuda-nn and CUDA; install tinycudann or set implementation=torch")
+            why = "this run is not on CUDA (--gpu cpu, or no GPU)" if installed else "tiny-cuda-nn is not installed"
+            raise ConfigError(f"hash grid implementation 'tcnn' needs tiny-cuda-nn and a CUDA run, but {why}; "
+                              "install tinycudann and run on a GPU, or set implementation=torch")
         return "tcnn" if available else "torch"
 
     def forward(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, "N D"]:

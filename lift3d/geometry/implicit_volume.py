@@ -66,6 +66,9 @@ class ImplicitVolume(BaseImplicitGeometry):
         """How normals are computed: minus the density gradient by autograd, or by finite differences."""
         finite_difference_eps: float = 0.01
         """Step of finite-difference normals (fraction of radius)."""
+        finite_difference_scheme: Literal["central", "forward"] = "central"
+        """``central``: (d(x+h) - d(x-h)) / 2h per axis, second-order accurate, 6 extra density
+        queries per point (threestudio's default); ``forward``: (d(x+h) - d(x)) / h, 3 queries."""
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
@@ -100,6 +103,17 @@ class ImplicitVolume(BaseImplicitGeometry):
     def forward_density(self, points: Float[Tensor, "N 3"]) -> Float[Tensor, "N"]:
         return self._activate_density(self._raw(points)[0])
 
+    def _finite_difference_gradient(self, points: Float[Tensor, "N 3"], density: Float[Tensor, "N"]) -> Float[Tensor, "N 3"]:
+        """The density gradient by central or forward differences of step ``finite_difference_eps * radius``."""
+        eps = self.cfg.finite_difference_eps * self.radius
+        offsets = torch.eye(3, device=points.device, dtype=points.dtype) * eps
+        if self.cfg.finite_difference_scheme == "central":
+            shifted = (points[:, None, None, :] + torch.stack([offsets, -offsets])[None]).reshape(-1, 3)
+            d = self.forward_density(shifted).reshape(-1, 2, 3)
+            return (d[:, 0] - d[:, 1]) / (2 * eps)
+        shifted = (points[:, None, :] + offsets[None]).reshape(-1, 3)
+        return (self.forward_density(shifted).reshape(-1, 3) - density[:, None]) / eps
+
     def forward(self, points: Float[Tensor, "N 3"], with_normal: bool = False) -> GeometryOutput:
         need_grad = with_normal and self.cfg.normal_type == "analytic"
         outer_grad = torch.is_grad_enabled()
@@ -116,11 +130,7 @@ class ImplicitVolume(BaseImplicitGeometry):
                 grad = torch.autograd.grad(density.sum(), points, create_graph=outer_grad)[0]
                 normal = F.normalize(-grad, dim=-1)
             elif with_normal and self.cfg.normal_type == "finite_difference":
-                eps = self.cfg.finite_difference_eps * self.radius
-                offsets = torch.eye(3, device=points.device, dtype=points.dtype) * eps
-                shifted = (points[:, None, :] + offsets[None]).reshape(-1, 3)
-                d_shift = self.forward_density(shifted).reshape(-1, 3)
-                normal = F.normalize(-(d_shift - density[:, None]) / eps, dim=-1)
+                normal = F.normalize(-self._finite_difference_gradient(points, density), dim=-1)
         if not outer_grad:  # evaluation: drop the graph built for the normals
             density, feats = density.detach(), feats.detach()
             normal = normal.detach() if normal is not None else None

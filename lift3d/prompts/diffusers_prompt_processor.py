@@ -3,8 +3,9 @@
 Works for CLIP (Stable Diffusion, the bundled prior) and T5 (DeepFloyd IF) text encoders; the
 class is read from the prior's ``model_index.json``. Embeddings are cached on disk, keyed by
 the prior's directory, the size and modification time of its text-encoder and tokenizer files
-(so retrained weights at the same path are not served stale embeddings) and the exact text, so a
-rerun does not load the text encoder again.
+(so retrained weights at the same path are not served stale embeddings), how embeddings are
+made (:data:`EMBEDDING_FORMAT`, the encoder class, the padded length, whether an attention mask
+is used) and the exact text, so a rerun does not load the text encoder again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from lift3d.guidance.prior_path import read_model_index, resolve_prior_path
 from lift3d.prompts.base import BasePromptProcessor, PromptEmbeddings
 from lift3d.prompts.view_dependent import VIEW_NAMES, VIEW_SUFFIXES, ViewThresholds
 from lift3d.registry import register
+
+
+EMBEDDING_FORMAT = 2
+"""Version of how embeddings are computed and stored; bump it when that changes, so caches refresh."""
 
 
 def default_cache_dir() -> Path:
@@ -55,7 +60,7 @@ class DiffusersPromptProcessor(BasePromptProcessor):
         if not cfg.prompt.strip():
             raise PriorError("the prompt is empty; set system.prompt_processor.prompt=\"a red house\"")
         self.prior_path = resolve_prior_path(cfg.pretrained_model_name_or_path)
-        self._fingerprint = self._text_encoder_fingerprint()
+        self._fingerprint = self._text_encoder_fingerprint() + "\n" + self._recipe()
         texts = [cfg.prompt, cfg.negative_prompt] + [cfg.prompt + VIEW_SUFFIXES[v] for v in VIEW_NAMES]
         embs = self._embed_with_cache(texts)
         self.embeddings = PromptEmbeddings(
@@ -70,6 +75,28 @@ class DiffusersPromptProcessor(BasePromptProcessor):
         """Name, size and mtime of every text-encoder and tokenizer file: changes when they are replaced."""
         files = sorted(p for sub in ("text_encoder", "tokenizer") for p in (self.prior_path / sub).rglob("*") if p.is_file())
         return ";".join(f"{p.relative_to(self.prior_path)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
+    def _encoder_class(self) -> str:
+        return read_model_index(self.prior_path).get("text_encoder", [None, "CLIPTextModel"])[1]
+
+    def _max_length(self) -> int:
+        """The padded token length: the tokenizer's ``model_max_length`` (at most 512)."""
+        import json
+
+        cfg_file = self.prior_path / "tokenizer" / "tokenizer_config.json"
+        try:
+            declared = json.loads(cfg_file.read_text()).get("model_max_length", 512)
+        except (OSError, ValueError):
+            declared = 512
+        return int(min(declared, 512))
+
+    def _uses_attention_mask(self) -> bool:
+        return "CLIP" not in self._encoder_class()  # Stable Diffusion convention: CLIP sees no mask
+
+    def _recipe(self) -> str:
+        """How embeddings are made; part of the cache key."""
+        return (f"format={EMBEDDING_FORMAT};encoder={self._encoder_class()};max_length={self._max_length()};"
+                f"attention_mask={self._uses_attention_mask()}")
 
     def _cache_file(self, text: str) -> Path:
         key = hashlib.sha256(f"{self.prior_path}\n{self._fingerprint}\n{text}".encode()).hexdigest()[:32]
@@ -102,20 +129,18 @@ class DiffusersPromptProcessor(BasePromptProcessor):
 
         tokenizer = AutoTokenizer.from_pretrained(self.prior_path / "tokenizer")
         check_words_known(tokenizer, [self.cfg.prompt, self.cfg.negative_prompt], str(self.prior_path))
-        index = read_model_index(self.prior_path)
-        cls_name = index.get("text_encoder", [None, "CLIPTextModel"])[1]
+        cls_name = self._encoder_class()
         encoder_cls = getattr(transformers, cls_name, None)
         if encoder_cls is None:
             raise PriorError(f"prior's text encoder class {cls_name!r} is not in transformers {transformers.__version__}; upgrade transformers")
         encoder = encoder_cls.from_pretrained(self.prior_path / "text_encoder")
         encoder.eval()
-        max_len = min(tokenizer.model_max_length, 512)
-        tok = tokenizer(texts, padding="max_length", max_length=max_len, truncation=True, return_tensors="pt")
+        tok = tokenizer(texts, padding="max_length", max_length=self._max_length(), truncation=True, return_tensors="pt")
         with torch.no_grad():
-            if "CLIP" in cls_name:  # Stable Diffusion convention: no attention mask
-                hidden = encoder(tok.input_ids)[0]
-            else:
+            if self._uses_attention_mask():
                 hidden = encoder(tok.input_ids, attention_mask=tok.attention_mask)[0]
+            else:
+                hidden = encoder(tok.input_ids)[0]
         return [h.float() for h in hidden]
 
 

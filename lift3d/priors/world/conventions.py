@@ -9,6 +9,10 @@ from __future__ import annotations
 SCENE_RADIUS = 1.0
 """Objects lie inside the cube [-1, 1]^3."""
 ELEVATION_RANGE = (-10.0, 60.0)
+ELEVATION_SPHERE_PROB = 1.0
+"""Elevations are drawn uniformly on the viewing sphere, never uniformly in degrees."""
+CAMERA_PERTURB = CENTER_PERTURB = UP_PERTURB = 0.0
+"""Cameras sit exactly on the sphere, look exactly at the origin, with +z up."""
 AZIMUTH_RANGE = (-180.0, 180.0)
 DISTANCE_RANGE = (2.2, 2.8)
 FOVY_RANGE = (40.0, 50.0)
