@@ -78,6 +78,9 @@ def run(argv: list[str] | None = None) -> int:
     from lift3d.experiment import ExperimentConfig
     from lift3d.registry import load_plugin_file
 
+    from lift3d.utils.library_logs import log_to, quiet_libraries
+
+    quiet_libraries()
     for plugin in args.plugin:
         load_plugin_file(plugin)
     accelerator, devices = _accelerator(args.gpu)
@@ -117,6 +120,7 @@ def run(argv: list[str] | None = None) -> int:
     except OSError as exc:
         raise RunError(f"cannot write the trial directory {trial}: {exc.strerror}; choose another exp_root_dir") from exc
     system.save_dir = trial / "save"
+    log_to(trial)
 
     trainer = _make_trainer(cfg, trial, accelerator, devices)
     ckpt_path = str(ckpt) if ckpt is not None else None

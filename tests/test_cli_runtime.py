@@ -80,3 +80,22 @@ def test_shape_annotations_are_checked():
         spherical_to_position(torch.zeros(2), torch.zeros(3), torch.zeros(2))
     with pytest.raises(Exception, match="Type-check error"):
         RenderOutput(torch.zeros(1, 4, 4, 3), torch.zeros(1, 4, 4, 3), torch.zeros(1, 4, 5, 1), torch.zeros(1, 4, 4, 1))
+
+
+CHATTER = ("litlogger", "LeafSpec", "should be kept in float32", "weights_only", "GPU available", "accelerate", "Loading weights")
+
+
+def test_console_holds_lift3d_output_and_library_messages_go_to_the_trial_log(tmp_path):
+    """The main job's console: progress and results, no library advertisements or deprecation notices."""
+    out = tmp_path / "outputs"
+    proc = launch(["--config", str(ROOT / "configs/dreamfusion-bundled.yaml"), "--train", "system.prompt_processor.prompt=a red house",
+                   "trainer.max_steps=3", "trainer.val_check_interval=3", "data.n_test_views=2", "data.n_val_views=1",
+                   "data.eval_resolution=16", "trainer.enable_progress_bar=false", f"exp_root_dir={out}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = proc.stdout + proc.stderr
+    assert [c for c in CHATTER if c in console] == [], console[-2000:]
+    (trial,) = trial_dirs(out)
+    assert f"outputs are in {trial.relative_to(tmp_path)}" in proc.stdout or f"outputs are in {trial}" in proc.stdout
+    log = (trial / "logs" / "libraries.log").read_text()
+    # what used to reach the console is kept, in the trial's log
+    assert "GPU available" in log and "Trainer.fit" in log
