@@ -56,9 +56,12 @@ def _system(config: str, overrides: list[str]):
     return cfg, dm, system
 
 
-def bench_training_step(config: str, overrides: list[str], steps: int) -> dict:
+def bench_training_step(config: str, overrides: list[str], steps: int, shading: str | None = None) -> dict:
+    """Median time of each part of a training step; ``shading`` fixes the material's shading."""
     cfg, dm, system = _system(config, overrides)
     system.train()
+    if shading is not None:
+        system.material.choose_shading = lambda: setattr(system.material, "shading", shading)
     opt = system.configure_optimizers()
     parts = {"render forward": [], "guidance": [], "backward": [], "optimizer": []}
     for step in range(steps + 2):
@@ -166,6 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prior", default=None, help="prior directory (default: the preset's, i.e. the bundled prior)")
     args = ap.parse_args(argv)
+    from lift3d.utils.library_logs import quiet_libraries
+
+    quiet_libraries()  # library notices stay out of the table
     torch.set_num_threads(args.threads)
     overrides = [f"system.prompt_processor.prompt={args.prompt}", "system.material.ambient_only_steps=0"]
     if args.prior:
@@ -173,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     rows: dict = {"torch threads": args.threads}
     rows.update(bench_hash_grid())
     rows.update(bench_training_step(args.config, overrides, args.steps))
+    for shading in ("diffuse", "albedo"):  # a Lambert step builds analytic normals (second order); an albedo step does not
+        step = bench_training_step(args.config, overrides, args.steps, shading=shading)
+        rows[f"step: total, {shading} shading only (ms)"] = step["step: total (ms)"]
     rows.update(bench_occupancy(args.config, overrides))
     rows.update(bench_rasterizer())
     rows.update(bench_prior_guidance())
