@@ -41,7 +41,15 @@ class ExportConfig:
     resolution: int = 128
     """Marching-cubes grid resolution."""
     threshold: Optional[float] = None
-    """Density of the isosurface; null: chosen automatically (Otsu's method on log density)."""
+    """Density of the isosurface; null: chosen by ``threshold_rule``."""
+    threshold_rule: Literal["silhouettes", "otsu"] = "silhouettes"
+    """Automatic level: ``silhouettes`` picks the density whose surface's silhouettes best match the
+    NeRF's (opacity > 0.5) from ``silhouette_views`` test cameras, so haze is left out; ``otsu`` is
+    Otsu's method on log density (needs no cameras; often closes around haze)."""
+    silhouette_views: int = 8
+    """Test cameras (evenly spaced over the turntable) the ``silhouettes`` rule compares against."""
+    warn_iou: float = 0.85
+    """Warn when the export's silhouettes match the NeRF's worse than this IoU (mean over the test turntable)."""
     coarse_to_fine: bool = False
     """Find the occupied box on a 4x coarser grid first, then run marching cubes at full resolution inside it."""
     formats: list[Literal["obj", "glb", "ply"]] = field(default_factory=lambda: ["obj", "glb"])

@@ -1,5 +1,6 @@
 """Textured export of a geometry with known shape and colour matches the NeRF's own renders."""
 
+import json
 import math
 import subprocess
 import shutil
@@ -50,6 +51,9 @@ class FakeSystem(torch.nn.Module):
         super().__init__()
         self.geometry = ColourfulSphere(ColourfulSphere.Config())
         self.material = NoMaterial(None)
+        bg = SolidColorBackground(SolidColorBackground.Config(color=(1.0, 1.0, 1.0)))
+        rcfg = NeRFVolumeRenderer.Config(num_samples_per_ray=128, estimator="none", randomized=False)
+        self.renderer = NeRFVolumeRenderer(rcfg, self.geometry, self.material, bg)
         self.true_global_step = 7
 
 
@@ -87,7 +91,10 @@ def test_export_writes_obj_glb_ply_that_load_back_with_their_texture(tmp_path):
     cfg = ExportConfig(resolution=48, threshold=100.0, texture_size=128, formats=["obj", "glb", "ply"], max_faces=2000)
     paths = export_system(FakeSystem(), tmp_path / "save", cfg, cameras=[turntable(3, 32), turntable(2, 32)])
     out = tmp_path / "save" / "it7-export"
-    assert sorted(p.name for p in paths) == ["it7-export.mp4", "model.glb", "model.mtl", "model.obj", "model.ply", "texture.png"]
+    assert sorted(p.name for p in paths) == ["export.json", "it7-export.mp4", "model.glb", "model.mtl", "model.obj", "model.ply", "texture.png"]
+    report = json.loads((out / "export.json").read_text())
+    assert report["surface"]["rule"] == "user" and report["silhouette_iou_vs_nerf"]["views"] == 5  # every image of every batch
+    assert report["silhouette_iou_vs_nerf"]["min"] > 0.9
     reader = imageio.v2.get_reader(str(tmp_path / "save" / "it7-export.mp4"))
     video = [reader.get_data(i) for i in range(reader.count_frames())]
     assert len(video) == 5 and video[0].shape == (32, 32, 3)

@@ -30,10 +30,9 @@ def auto_threshold(density: np.ndarray) -> float:
     return float(np.exp(threshold_otsu(logd)))
 
 
-def occupied_bbox(geometry, resolution: int, level: float | None) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Box around the coarse grid's cells above ``level`` (None: automatic), padded by one cell."""
+def occupied_bbox(geometry, resolution: int, level: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Box around the coarse grid's cells above ``level``, padded by one cell."""
     density = geometry.density_grid(resolution).cpu().numpy()
-    level = auto_threshold(density) if level is None else level
     occupied = np.argwhere(density > level)
     if len(occupied) == 0:
         return None
@@ -43,33 +42,45 @@ def occupied_bbox(geometry, resolution: int, level: float | None) -> tuple[torch
     return torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32)
 
 
-def extract_isosurface(geometry, resolution: int = 128, threshold: float | None = None, coarse_to_fine: bool = False) -> Mesh:
-    """Marching cubes on the density grid; ``threshold`` None picks one automatically.
+def scene_box(geometry) -> tuple[torch.Tensor, torch.Tensor]:
+    r = geometry.radius
+    return torch.full((3,), -float(r)), torch.full((3,), float(r))
 
-    ``coarse_to_fine`` first finds the occupied box on a grid a quarter as fine, then spends the
-    full ``resolution`` on that box only (finer triangles for the same cost).
-    """
+
+def marching_cubes_mesh(density: np.ndarray, level: float, lo: torch.Tensor, hi: torch.Tensor) -> Mesh:
+    """Marching cubes at ``level`` on a grid of cell centres over the box ``[lo, hi]``."""
     from skimage.measure import marching_cubes
 
-    r = geometry.radius
-    lo, hi = torch.full((3,), -r), torch.full((3,), r)
-    if coarse_to_fine:
-        box = occupied_bbox(geometry, max(resolution // 4, 16), threshold)
-        if box is not None:
-            lo, hi = box
-    density = geometry.density_grid(resolution, bbox=(lo, hi)).cpu().numpy()
-    level = auto_threshold(density) if threshold is None else threshold
     if not (density.min() < level < density.max()):
         raise RunError(
             f"the isosurface at density {level:g} is empty (densities span {density.min():.3g} to {density.max():.3g}); "
-            "pick a threshold inside that range"
+            "pick export.threshold inside that range"
         )
+    resolution = density.shape[0]
     verts, faces, _, _ = marching_cubes(density, level=level)
     # grid index -> world: cell centres of a grid over the box [lo, hi]
     verts = lo.numpy() + (verts + 0.5) / resolution * (hi - lo).numpy()
     # density grows inwards, so scikit-image's winding faces inwards: flip it
     faces = faces[:, ::-1].copy()
     return Mesh(verts.astype(np.float32), faces.astype(np.int64))
+
+
+def extract_isosurface(geometry, resolution: int = 128, threshold: float | None = None, coarse_to_fine: bool = False) -> Mesh:
+    """Marching cubes on the density grid; ``threshold`` None picks one by Otsu's method.
+
+    ``coarse_to_fine`` first finds the occupied box on a grid a quarter as fine, then spends the
+    full ``resolution`` on that box only (finer triangles for the same cost).
+    """
+    lo, hi = scene_box(geometry)
+    if coarse_to_fine:
+        coarse = max(resolution // 4, 16)
+        level = threshold if threshold is not None else auto_threshold(geometry.density_grid(coarse).cpu().numpy())
+        box = occupied_bbox(geometry, coarse, level)
+        if box is not None:
+            lo, hi = box
+    density = geometry.density_grid(resolution, bbox=(lo, hi)).cpu().numpy()
+    level = auto_threshold(density) if threshold is None else threshold
+    return marching_cubes_mesh(density, level, lo, hi)
 
 
 @torch.no_grad()
