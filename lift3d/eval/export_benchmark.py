@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="*", default=None, help="run names to export (default: all)")
     ap.add_argument("overrides", nargs="*", help="export overrides for every run, e.g. export.resolution=96")
     args = ap.parse_args(argv)
+    if args.only:  # --only is greedy: key=value items after it are overrides, not run names
+        args.overrides += [o for o in args.only if "=" in o]
+        args.only = [o for o in args.only if "=" not in o]
     from tqdm import tqdm
 
     trials = sorted(p.parent.parent for p in args.runs.glob("*/*/configs/parsed.yaml"))
