@@ -15,7 +15,9 @@ analytic normals (a gradient with respect to the input) can be trained through.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +27,25 @@ from jaxtyping import Float
 from torch import Tensor
 
 PRIMES = (1, 2654435761, 805459861)
+
+_input_grad_only = threading.local()
+
+
+@contextlib.contextmanager
+def input_gradient_only():
+    """Inside, the hash grid's backward computes only the gradient w.r.t. its input points.
+
+    For ``torch.autograd.grad(density, points, create_graph=True)`` (analytic normals) autograd
+    still asks a custom function for every input's gradient; the table's would be built, with a
+    graph, and thrown away. The table still receives the normals' gradient through the graph of
+    the input gradient.
+    """
+    before = getattr(_input_grad_only, "active", False)
+    _input_grad_only.active = True
+    try:
+        yield
+    finally:
+        _input_grad_only.active = before
 
 
 def _int32(v: int) -> int:
@@ -98,7 +119,7 @@ def corner_indices_and_weights(x: Tensor, res: int, size: int, dense: bool) -> t
     wx, wy, wz = (1 - fx, fx), (1 - fy, fy), (1 - fz, fz)
     wxy = [wx[c & 1] * wy[(c >> 1) & 1] for c in range(4)]
     if frac.requires_grad:  # differentiable path (double backward)
-        w = torch.stack([wxy[c & 3] * wz[c >> 2] for c in range(8)])
+        w = _corner_factors(frac).prod(dim=-1)
     else:
         w = torch.empty(8, n, dtype=x.dtype, device=x.device)
         for c in range(8):
@@ -115,23 +136,58 @@ def _gather(table: Tensor, idx: Tensor, differentiable: bool = False) -> Tensor:
     """
     n_feat = table.shape[1]
     flat = idx.reshape(-1)
+    if differentiable and torch.is_grad_enabled() and table.requires_grad:
+        return _DifferentiableGather.apply(table, idx)
     if not differentiable and table.dtype == torch.float32 and n_feat == 2 and table.is_contiguous():
         return torch.index_select(table.view(torch.float64).view(-1), 0, flat).view(torch.float32).view(*idx.shape, 2)
     return torch.index_select(table, 0, flat).view(*idx.shape, n_feat)
 
 
+def _scatter_rows(values: Tensor, flat_idx: Tensor, size: int) -> Tensor:
+    """``out[flat_idx[i]] += values[i]`` into a (size, F) table, by one ``bincount`` per feature
+    (several times faster than ``index_add_`` on a CPU)."""
+    out = torch.empty(size, values.shape[1], dtype=values.dtype, device=values.device)
+    cols = values.t().contiguous()
+    for f in range(values.shape[1]):
+        out[:, f] = torch.bincount(flat_idx, cols[f], minlength=size).to(values.dtype)
+    return out
+
+
+class _DifferentiableGather(torch.autograd.Function):
+    """``table[idx]`` as (8, N, F) whose backward scatters with bincount (autograd's own backward
+    of an index_select, an ``index_add_``, dominated the analytic-normal step)."""
+
+    @staticmethod
+    def forward(ctx, table: Tensor, idx: Tensor) -> Tensor:
+        ctx.save_for_backward(idx)
+        ctx.size = table.shape[0]
+        return torch.index_select(table, 0, idx.reshape(-1)).view(*idx.shape, table.shape[1])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        (idx,) = ctx.saved_tensors
+        return _scatter_rows(grad.reshape(-1, grad.shape[-1]), idx.reshape(-1), ctx.size), None
+
+
+_CORNER_BITS: dict[tuple, Tensor] = {}
+
+
+def _corner_factors(frac: Tensor) -> Tensor:
+    """Per corner and axis the 1-D interpolation factor, ``f`` or ``1 - f``: (8, N, 3)."""
+    key = (frac.device, frac.dtype)
+    if key not in _CORNER_BITS:
+        _CORNER_BITS[key] = torch.tensor([[(c >> d) & 1 for d in range(3)] for c in range(8)], dtype=torch.bool, device=frac.device)
+    bits = _CORNER_BITS[key][:, None, :]
+    return torch.where(bits, frac[None], 1 - frac[None])
+
+
 def _weight_grads(frac: Tensor) -> Tensor:
-    """d w_c / d frac for the 8 corners: (8, N, 3)."""
-    one = (1 - frac, frac)
-    sign = (-1.0, 1.0)
-    out = []
-    for c in range(8):
-        bx, by, bz = c & 1, (c >> 1) & 1, (c >> 2) & 1
-        gx = sign[bx] * one[by][:, 1] * one[bz][:, 2]
-        gy = one[bx][:, 0] * sign[by] * one[bz][:, 2]
-        gz = one[bx][:, 0] * one[by][:, 1] * sign[bz]
-        out.append(torch.stack([gx, gy, gz], dim=-1))
-    return torch.stack(out, dim=0)
+    """d w_c / d frac for the 8 corners: (8, N, 3), as a few whole-tensor operations (differentiable)."""
+    f = _corner_factors(frac)
+    others = torch.stack([f[..., 1] * f[..., 2], f[..., 0] * f[..., 2], f[..., 0] * f[..., 1]], dim=-1)
+    sign = _CORNER_BITS[(frac.device, frac.dtype)][:, None, :].to(frac.dtype) * 2 - 1
+    return others * sign
 
 
 class _HashGridFunction(torch.autograd.Function):
@@ -156,11 +212,14 @@ class _HashGridFunction(torch.autograd.Function):
         g_levels = grad_out.split(n_feat, dim=1)
         levels = []
         for level, (res, size, dense) in enumerate(ctx.layout):
-            if create_graph:  # double backward: rebuild weights as functions of x
-                levels.append(corner_indices_and_weights(x, res, size, dense))
+            if create_graph:  # double backward: rebuild the weights as functions of x (the corners stay)
+                idx = saved[3 * level]
+                pos = x * (res - 1)
+                frac = pos - pos.detach().floor().clamp(0, res - 2)  # as in forward, differentiable in x
+                levels.append((idx, _corner_factors(frac).prod(dim=-1), frac))
             else:
                 levels.append(tuple(saved[3 * level : 3 * level + 3]))
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1] and not getattr(_input_grad_only, "active", False):
             # every level's slice is written in full below, so no zero fill (a 50 MB fill costs ~0.1 s here)
             grad_table = torch.zeros_like(table) if create_graph else torch.empty_like(table)
             for level, ((res, size, dense), off) in enumerate(zip(ctx.layout, ctx.offsets)):
@@ -180,8 +239,8 @@ class _HashGridFunction(torch.autograd.Function):
             for level, ((res, size, dense), off) in enumerate(zip(ctx.layout, ctx.offsets)):
                 idx, _, frac = levels[level]
                 feats = _gather(table[off : off + size], idx, differentiable=create_graph)  # (8, N, F)
-                dfeat = (feats * g_levels[level][None, :, :]).sum(-1)  # (8, N)
-                grad_x = grad_x + (dfeat[:, :, None] * _weight_grads(frac)).sum(0) * (res - 1)
+                dfeat = torch.einsum("cnf,nf->cn", feats, g_levels[level])  # (8, N)
+                grad_x = grad_x + torch.einsum("cn,cnd->nd", dfeat, _weight_grads(frac)) * (res - 1)
         return grad_x, grad_table, None, None
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from lift3d.encodings.hash_grid import HashGridConfig, HashGridEncoding
+from lift3d.encodings.hash_grid import HashGridConfig, HashGridEncoding, input_gradient_only
 from lift3d.encodings.mlp import MLPConfig, make_mlp
 from lift3d.geometry.base import BaseImplicitGeometry, GeometryOutput
 from lift3d.registry import register
@@ -127,7 +127,8 @@ class ImplicitVolume(BaseImplicitGeometry):
                 feats = torch.sigmoid(feats)
             normal = None
             if with_normal and self.cfg.normal_type == "analytic":
-                grad = torch.autograd.grad(density.sum(), points, create_graph=outer_grad)[0]
+                with input_gradient_only():  # the table's gradient of this inner backward is not wanted
+                    grad = torch.autograd.grad(density.sum(), points, create_graph=outer_grad)[0]
                 normal = F.normalize(-grad, dim=-1)
             elif with_normal and self.cfg.normal_type == "finite_difference":
                 normal = F.normalize(-self._finite_difference_gradient(points, density), dim=-1)
