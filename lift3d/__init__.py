@@ -5,6 +5,8 @@ Set ``LIFT3D_TYPECHECK=1`` (the tests do) to check every jaxtyping shape annotat
 
 import os
 
+from lift3d.utils import timing as _timing  # noqa: F401  (records when the process started)
+
 __version__ = "0.1.0"
 
 if os.environ.get("LIFT3D_TYPECHECK") == "1":

@@ -72,7 +72,26 @@ def _accelerator(gpu: str) -> tuple[str, object]:
     return "gpu", ids
 
 
+_first_run = True
+
+
+def _time_split(split: dict[str, float], steps: int, total: float) -> str:
+    """One line: where the run's wall time went."""
+    parts = []
+    for name, sec in split.items():
+        extra = f" ({steps} steps, {1000 * sec / max(steps, 1):.0f} ms/step)" if name == "training" else ""
+        parts.append(f"{name} {sec:.1f} s{extra}")
+    return f"time: {', '.join(parts)}; total {total:.1f} s"
+
+
 def run(argv: list[str] | None = None) -> int:
+    global _first_run
+    from lift3d.utils.timing import PROCESS_START, RUN_PHASES
+
+    # the first run of a process counts its imports as start-up; later ones (eval workers) start here
+    run_start = PROCESS_START if _first_run else time.perf_counter()
+    _first_run = False
+    RUN_PHASES.reset()
     args = build_parser().parse_intermixed_args(argv)
     from lift3d.config import dump_yaml, explicit_keys, load_mapping, override_keys, parse
     from lift3d.experiment import ExperimentConfig
@@ -127,17 +146,24 @@ def run(argv: list[str] | None = None) -> int:
     if args.train:
         interrupt = next(cb for cb in trainer.callbacks if cb.__class__.__name__ == "InterruptCheckpoint")
         start_step, fit_start = trainer.global_step, time.perf_counter()
+        RUN_PHASES.add("start-up", fit_start - run_start)
         trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path)
         fit_seconds = time.perf_counter() - fit_start
         if interrupt.saved_path is not None:
             print(f"interrupted at step {trainer.global_step}: checkpoint written to {interrupt.saved_path}\n"
                   f"resume with: python launch.py --config {trial / 'configs' / 'parsed.yaml'} --train resume={trial}")
             return 130
-        trainer.save_checkpoint(trial / "ckpts" / "last.ckpt")
+        with RUN_PHASES.phase("checkpoint"):
+            trainer.save_checkpoint(trial / "ckpts" / "last.ckpt")
         steps = trainer.global_step - (int(torch.load(ckpt_path, map_location="cpu", weights_only=True)["global_step"]) if ckpt_path else start_step)
-        atomic_write_text(trial / "train_info.json", json.dumps(
-            {"steps": steps, "fit_seconds": round(fit_seconds, 3), "steps_per_second": steps / max(fit_seconds, 1e-9)}, indent=2))
+        RUN_PHASES.add("training", fit_seconds - RUN_PHASES.seconds.get("validation", 0.0))
         trainer.test(system, datamodule=datamodule)
+        split = {k: round(v, 3) for k, v in RUN_PHASES.seconds.items()}
+        total = time.perf_counter() - run_start
+        atomic_write_text(trial / "train_info.json", json.dumps(
+            {"steps": steps, "fit_seconds": round(fit_seconds, 3), "steps_per_second": steps / max(fit_seconds, 1e-9),
+             "seconds": split, "total_seconds": round(total, 3)}, indent=2))
+        print(_time_split(split, steps, total))
     elif args.validate:
         trainer.validate(system, datamodule=datamodule, ckpt_path=ckpt_path)
     elif args.test:

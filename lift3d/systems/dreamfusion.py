@@ -17,6 +17,7 @@ from lift3d.systems.base import BaseLift3DSystem
 from lift3d.systems.optim import OptimizerConfig, build_optimizer, param_lr_errors
 from lift3d.utils.images import side_by_side, write_video
 from lift3d.utils.io import write_png
+from lift3d.utils.timing import RUN_PHASES
 
 
 def _ever_positive(weight) -> bool:
@@ -171,17 +172,20 @@ class DreamFusionSystem(BaseLift3DSystem):
         return images
 
     def validation_step(self, batch: CameraBatch, batch_idx: int) -> None:
-        frame = side_by_side(self._eval_images(batch))
-        write_png(self.save_path(f"it{self.true_global_step}-val", f"{int(batch.index[0]):03d}.png"), frame)
+        with RUN_PHASES.phase("validation"):
+            frame = side_by_side(self._eval_images(batch))
+            write_png(self.save_path(f"it{self.true_global_step}-val", f"{int(batch.index[0]):03d}.png"), frame)
 
     def on_test_epoch_start(self) -> None:
         self._test_frames = []
 
     def test_step(self, batch: CameraBatch, batch_idx: int) -> None:
-        frame = side_by_side(self._eval_images(batch))
-        write_png(self.save_path(f"it{self.true_global_step}-test", f"{int(batch.index[0]):03d}.png"), frame)
-        self._test_frames.append(frame)
+        with RUN_PHASES.phase("test turntable"):
+            frame = side_by_side(self._eval_images(batch))
+            write_png(self.save_path(f"it{self.true_global_step}-test", f"{int(batch.index[0]):03d}.png"), frame)
+            self._test_frames.append(frame)
 
     def on_test_epoch_end(self) -> None:
         if self._test_frames:
-            write_video(self.save_path(f"it{self.true_global_step}-test.mp4"), self._test_frames, fps=self.cfg.video_fps)
+            with RUN_PHASES.phase("video"):
+                write_video(self.save_path(f"it{self.true_global_step}-test.mp4"), self._test_frames, fps=self.cfg.video_fps)
