@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--test", action="store_true", help="render the test turntable (PNG frames + mp4) of a checkpoint")
     mode.add_argument("--export", action="store_true", help="export a mesh of a checkpoint into the trial's save/ folder")
     ap.add_argument("--gpu", default="auto", help="'auto' (CUDA when present, else CPU), 'cpu', or GPU ids like 0 or 0,1")
+    ap.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="CPU threads (default: the cores, shared with other lift3d runs alive on this machine)")
     ap.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="import a file that registers modules (repeatable)")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value")
     return ap
@@ -118,8 +120,14 @@ def run(argv: list[str] | None = None) -> int:
     from lift3d.registry import find
     from lift3d.systems.base import BaseLift3DSystem
 
-    if accelerator == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if accelerator == "cpu" and (args.threads is not None or "OMP_NUM_THREADS" not in os.environ):
+        from lift3d.utils.threads import choose_threads, register_run
+
+        threads, note = choose_threads(args.threads)
+        if note:
+            print(note)
+        torch.set_num_threads(threads)
+        register_run()
     pl.seed_everything(cfg.seed, verbose=False)
     # everything that can fail on bad input (modules, prior, prompt) is built before any file is written
     datamodule = find(cfg.data_type, pl.LightningDataModule)(cfg.data)
