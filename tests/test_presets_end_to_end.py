@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import imageio.v2 as imageio
@@ -56,7 +57,9 @@ def test_preset_trains_tests_and_resumes(preset, tmp_path, request):
                    "export.resolution=32", "export.texture_size=64"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     exported = sorted(p.name for p in (trial / "save" / "it4-export").iterdir())
-    assert exported == ["model.glb", "model.mtl", "model.obj", "texture.png"]
+    assert exported == ["export.json", "model.glb", "model.mtl", "model.obj", "texture.png"]
+    report = json.loads((trial / "save" / "it4-export" / "export.json").read_text())
+    assert report["surface"]["rule"] == "silhouettes" and report["silhouette_iou_vs_nerf"]["views"] == 5
     assert imageio.get_reader(str(trial / "save" / "it4-export.mp4")).count_frames() == 5
 
     # resume training from the trial directory: continues at step 4 and stops at 6
