@@ -140,3 +140,39 @@ def test_albedo_only_steps_build_no_normals_and_shaded_steps_do():
     # a caller that asks for normals (orientation loss, validation images) still gets them
     material.update_step(0)
     assert renderer(front_batch(8), need_normal=True).comp_normal is not None
+
+
+@pytest.mark.parametrize("sigma", [8.0, 40.0])
+def test_early_ray_termination_changes_the_image_by_less_than_its_tolerance(sigma):
+    full, geo = make_renderer(256, "occgrid")
+    stop, _ = make_renderer(256, "occgrid", geometry=geo)
+    stop.cfg.early_stop_eps = 1e-4
+    geo.cfg.sigma = sigma
+    for r in (full, stop):
+        r.occupancy.update(geo.forward_density)
+    batch = front_batch()
+    with torch.no_grad():
+        a, b = full(batch), stop(batch)
+    assert (a.opacity - b.opacity).abs().max() < 2e-4
+    assert (a.comp_rgb - b.comp_rgb).abs().max() < 2e-4
+    # the evaluated samples lie in the sphere's cells; behind an opaque front (optical depth
+    # sigma * 0.23 reaches ln 1e4 = 9.2 for sigma 40) most of them are skipped
+    if sigma == 40.0:
+        assert b.samples_evaluated < 0.6 * a.samples_evaluated
+
+
+def test_early_ray_termination_keeps_gradients_of_the_visible_samples():
+    from lift3d.encodings.hash_grid import HashGridConfig
+    from lift3d.geometry.implicit_volume import ImplicitVolume
+
+    torch.manual_seed(0)
+    geo = ImplicitVolume(ImplicitVolume.Config(encoding=HashGridConfig(n_levels=4, log2_hashmap_size=10), density_blob_scale=30.0))
+    grads = []
+    for eps in (0.0, 1e-4):
+        renderer, _ = make_renderer(128, "none", geometry=geo)
+        renderer.cfg.early_stop_eps = eps
+        geo.zero_grad()
+        renderer(front_batch(12)).comp_rgb.sum().backward()
+        grads.append(geo.encoding.table.grad.clone())
+    cos = torch.nn.functional.cosine_similarity(grads[0].flatten(), grads[1].flatten(), dim=0)
+    assert cos > 0.999 and (grads[0] - grads[1]).norm() / grads[0].norm() < 0.02

@@ -33,11 +33,9 @@ def ray_box_intersect(rays_o: Tensor, rays_d: Tensor, radius: float) -> tuple[Te
 
 def composite_weights(density: Float[Tensor, "R S"], deltas: Float[Tensor, "R S"]) -> Float[Tensor, "R S"]:
     """Alpha-compositing weights ``T_i * alpha_i`` with ``alpha_i = 1 - exp(-sigma_i delta_i)``."""
-    sd = density * deltas
-    alpha = 1 - torch.exp(-sd)
+    alpha = 1 - torch.exp(-density * deltas)
     # exclusive transmittance, computed in log space for stability
-    trans = torch.exp(-torch.cumsum(torch.cat([torch.zeros_like(sd[:, :1]), sd[:, :-1]], dim=1), dim=1))
-    return alpha * trans
+    return alpha * _exclusive_transmittance(density, deltas)
 
 
 @register("nerf-volume-renderer")
@@ -62,6 +60,11 @@ class NeRFVolumeRenderer(BaseRenderer):
         """Weights by the PyTorch reference or by nerfacc (must be installed)."""
         eval_chunk_rays: int = 8192
         """Rays per chunk when rendering without gradients."""
+        early_stop_eps: float = 0.0
+        """Early ray termination: samples behind which the transmittance has fallen below this are
+        not evaluated with gradients and normals (a density-only pass without gradients finds
+        them; their share of a pixel is below ``early_stop_eps``). 0: off. Pays when a ray crosses
+        many occupied samples of an opaque object (fine sampling, cameras close to the object)."""
 
     def __init__(self, cfg: Config, geometry, material, background) -> None:
         super().__init__(cfg, geometry, material, background)
@@ -119,6 +122,15 @@ class NeRFVolumeRenderer(BaseRenderer):
             samples_total=out["total"],
         )
 
+    @torch.no_grad()
+    def _drop_occluded(self, sel: Tensor, pts: Tensor, n_rays: int, n_s: int, deltas: Tensor) -> tuple[Tensor, Tensor]:
+        """Keep the samples whose transmittance (from a density-only pass) is above ``early_stop_eps``."""
+        density = torch.zeros(n_rays * n_s, dtype=pts.dtype, device=pts.device)
+        density[sel] = self.geometry.forward_density(pts)
+        trans = _exclusive_transmittance(density.reshape(n_rays, n_s), deltas).reshape(-1)
+        keep = trans[sel] > self.cfg.early_stop_eps
+        return sel[keep], pts[keep]
+
     def _render_rays(self, rays_o: Tensor, rays_d: Tensor, light: Tensor, need_normal: bool) -> dict:
         n_rays, n_s = rays_o.shape[0], self.cfg.num_samples_per_ray
         near, far, hit = ray_box_intersect(rays_o, rays_d, self.geometry.radius)
@@ -136,6 +148,8 @@ class NeRFVolumeRenderer(BaseRenderer):
         flat_valid = valid.reshape(-1)
         sel = flat_valid.nonzero(as_tuple=True)[0]
         pts = points.reshape(-1, 3)[sel]
+        if self.cfg.early_stop_eps > 0 and sel.numel():
+            sel, pts = self._drop_occluded(sel, pts, n_rays, n_s, t_ends - t_starts)
         geo = self.geometry(pts, with_normal=need_normal)
         density = torch.zeros(n_rays * n_s, dtype=rays_o.dtype, device=rays_o.device)
         density = density.index_put((sel,), geo.density).reshape(n_rays, n_s)
@@ -161,6 +175,11 @@ class NeRFVolumeRenderer(BaseRenderer):
             "evaluated": int(sel.numel()),
             "total": int(hit.sum().item()) * n_s,
         }
+
+
+def _exclusive_transmittance(density: Float[Tensor, "R S"], deltas: Float[Tensor, "R S"]) -> Float[Tensor, "R S"]:
+    sd = density * deltas
+    return torch.exp(-torch.cumsum(torch.cat([torch.zeros_like(sd[:, :1]), sd[:, :-1]], dim=1), dim=1))
 
 
 def _merge_chunks(pieces: list[dict]) -> dict:
