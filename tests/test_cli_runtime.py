@@ -99,3 +99,24 @@ def test_console_holds_lift3d_output_and_library_messages_go_to_the_trial_log(tm
     log = (trial / "logs" / "libraries.log").read_text()
     # what used to reach the console is kept, in the trial's log
     assert "GPU available" in log and "Trainer.fit" in log
+
+
+def test_a_prior_returning_nan_stops_the_run_with_one_line(tmp_path, pixel_prior):
+    """Through launch.py, as a user meets it: exit 2, one line naming the likely cause, no traceback."""
+    import shutil
+
+    from diffusers import UNet2DConditionModel
+
+    broken = tmp_path / "broken-prior"
+    shutil.copytree(pixel_prior, broken)
+    unet = UNet2DConditionModel.from_pretrained(broken, subfolder="unet")
+    with torch.no_grad():
+        unet.conv_out.bias.fill_(float("nan"))
+    unet.save_pretrained(broken / "unet")
+    proc = launch(["--config", str(ROOT / "configs/dreamfusion-if.yaml"), "--train", "trainer.max_steps=3",
+                   "system.prompt_processor.prompt=a red cube", f"system.guidance.pretrained_model_name_or_path={broken}",
+                   f"exp_root_dir={tmp_path / 'out'}", *SMALL], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the prior's noise prediction is non-finite in 100.0% of elements at step 0")
+    assert "half_precision=false" in last and "Traceback" not in proc.stderr
