@@ -114,7 +114,7 @@ class DiffusersSDSGuidance(BaseGuidance):
         if out.shape[1] == 2 * noisy.shape[1]:  # learned variance (DeepFloyd IF): keep the prediction half
             out = out[:, : noisy.shape[1]]
         a = self.prior.alphas_cumprod[torch.cat([t, t])].view(-1, 1, 1, 1)
-        eps = to_epsilon(out, torch.cat([noisy, noisy]).float(), a, self.prior.prediction_type)
+        eps = to_epsilon(out, inp.float(), a, self.prior.prediction_type)
         eps_cond, eps_uncond = eps.chunk(2)
         return eps_uncond + self.cfg.guidance_scale * (eps_cond - eps_uncond)
 
