@@ -5,7 +5,9 @@
 * samples evaluated per ray with and without the occupancy grid once a blob has formed;
 * the PyTorch mesh rasterizer on a 20k-face sphere at 256x256 (rasterize + interpolate + antialias);
 * one guidance evaluation (conditional + unconditional, batch 2) of each bundled prior;
-* peak resident memory.
+* peak resident memory;
+* with ``--main-job``: the README's main job and its export as whole commands, with the split of
+  their wall time (start-up, training, validation, test turntable, video; export steps).
 """
 
 from __future__ import annotations
@@ -161,6 +163,43 @@ def bench_prior_guidance(repeats: int = 30) -> dict:
     }
 
 
+def bench_main_job(config: str, prompt: str, out: Path) -> dict:
+    """The README's main job and its export, whole commands as a user runs them, with their splits.
+
+    Rows: the wall time of each command, the phases ``launch.py`` records in ``train_info.json``
+    (start-up, training, validation, test turntable, video, checkpoint) and the export's steps
+    from ``export.json``.
+    """
+    import json
+    import subprocess
+    import sys
+
+    launch = Path(__file__).parents[1] / "launch.py"
+    root = out / "main_job"
+    t0 = time.perf_counter()
+    train = subprocess.run([sys.executable, str(launch), "--config", config, "--train", f"system.prompt_processor.prompt={prompt}",
+                            f"exp_root_dir={root}", "trainer.enable_progress_bar=false"], capture_output=True, text=True)
+    rows: dict = {"main job: whole command (s)": time.perf_counter() - t0}
+    if train.returncode != 0:
+        rows["main job: failed"] = (train.stderr.strip().splitlines() or ["?"])[-1]
+        return rows
+    trial = max(root.glob("*/*/train_info.json"), key=lambda p: p.stat().st_mtime).parent
+    info = json.loads((trial / "train_info.json").read_text())
+    for name, sec in info["seconds"].items():
+        rows[f"main job: {name} (s)"] = sec
+    rows["main job: training (ms/step)"] = 1000 * info["seconds"]["training"] / max(info["steps"], 1)
+    t0 = time.perf_counter()
+    export = subprocess.run([sys.executable, str(launch), "--config", str(trial / "configs" / "parsed.yaml"), "--export",
+                             f"resume={trial}"], capture_output=True, text=True)
+    rows["export: whole command (s)"] = time.perf_counter() - t0
+    if export.returncode == 0:
+        report = json.loads(next(trial.glob("save/it*-export/export.json")).read_text())
+        for name, sec in report["timings_seconds"].items():
+            rows[f"export: {name} (s)"] = sec
+        rows["export: silhouette IoU vs NeRF"] = report["silhouette_iou_vs_nerf"]["mean"]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(Path(__file__).parents[1] / "configs" / "dreamfusion-bundled.yaml"))
@@ -168,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prior", default=None, help="prior directory (default: the preset's, i.e. the bundled prior)")
+    ap.add_argument("--main-job", action="store_true", help="also run the README's main job and its export (about 90 s) and print their splits")
+    ap.add_argument("--out", type=Path, default=Path("bench_runs/bench"), help="where --main-job writes its run")
     args = ap.parse_args(argv)
     from lift3d.utils.library_logs import quiet_libraries
 
@@ -186,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     rows.update(bench_rasterizer())
     rows.update(bench_prior_guidance())
     rows["peak resident memory (MB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.main_job:
+        rows.update(bench_main_job(args.config, args.prompt, args.out))
     width = max(len(k) for k in rows)
     print(f"| {'measure'.ljust(width)} | value |")
     print(f"|{'-' * (width + 2)}|-------|")
