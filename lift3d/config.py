@@ -303,11 +303,11 @@ def load_mapping(path: str | Path | None, overrides: list[str]) -> dict:
         merged = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
         data = OmegaConf.to_container(merged, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as exc:
-        from omegaconf.errors import MissingMandatoryValue
+        from omegaconf.errors import InterpolationToMissingValueError
 
         key = getattr(exc, "full_key", None)
-        if isinstance(exc, MissingMandatoryValue) and key:
-            raise ConfigError(f"{key}: required value is missing (???); set it, e.g. {key}=...") from exc
+        if isinstance(exc, InterpolationToMissingValueError) and key:  # a ${...} to a value left ???
+            raise ConfigError(f"{key}: refers to a required value that is missing (???); set that value") from exc
         msg = str(exc).strip().splitlines()[0]
         raise ConfigError(f"cannot read config{f' at {key}' if key else ''}: {msg}") from exc
     if not isinstance(data, dict):

@@ -118,12 +118,9 @@ def corner_indices_and_weights(x: Tensor, res: int, size: int, dense: bool) -> t
     fx, fy, fz = frac[:, 0], frac[:, 1], frac[:, 2]
     wx, wy, wz = (1 - fx, fx), (1 - fy, fy), (1 - fz, fz)
     wxy = [wx[c & 1] * wy[(c >> 1) & 1] for c in range(4)]
-    if frac.requires_grad:  # differentiable path (double backward)
-        w = _corner_factors(frac).prod(dim=-1)
-    else:
-        w = torch.empty(8, n, dtype=x.dtype, device=x.device)
-        for c in range(8):
-            torch.mul(wxy[c & 3], wz[c >> 2], out=w[c])
+    w = torch.empty(8, n, dtype=x.dtype, device=x.device)
+    for c in range(8):
+        torch.mul(wxy[c & 3], wz[c >> 2], out=w[c])
     return idx, w, frac
 
 
@@ -143,13 +140,11 @@ def _gather(table: Tensor, idx: Tensor, differentiable: bool = False) -> Tensor:
     return torch.index_select(table, 0, flat).view(*idx.shape, n_feat)
 
 
-def _scatter_rows(values: Tensor, flat_idx: Tensor, size: int) -> Tensor:
-    """``out[flat_idx[i]] += values[i]`` into a (size, F) table, by one ``bincount`` per feature
-    (several times faster than ``index_add_`` on a CPU)."""
-    out = torch.empty(size, values.shape[1], dtype=values.dtype, device=values.device)
-    cols = values.t().contiguous()
-    for f in range(values.shape[1]):
-        out[:, f] = torch.bincount(flat_idx, cols[f], minlength=size).to(values.dtype)
+def _scatter_columns(flat_idx: Tensor, columns: list[Tensor], out: Tensor) -> Tensor:
+    """``out[flat_idx[i], f] = sum of columns[f][i]`` over i, for a (size, F) ``out``, by one
+    ``bincount`` per feature (several times faster than ``index_add_`` on a CPU)."""
+    for f, col in enumerate(columns):
+        out[:, f] = torch.bincount(flat_idx, col, minlength=out.shape[0]).to(out.dtype)
     return out
 
 
@@ -167,26 +162,31 @@ class _DifferentiableGather(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         (idx,) = ctx.saved_tensors
-        return _scatter_rows(grad.reshape(-1, grad.shape[-1]), idx.reshape(-1), ctx.size), None
+        out = torch.empty(ctx.size, grad.shape[-1], dtype=grad.dtype, device=grad.device)
+        cols = grad.reshape(-1, grad.shape[-1]).t().contiguous()
+        return _scatter_columns(idx.reshape(-1), list(cols), out), None
 
 
-_CORNER_BITS: dict[tuple, Tensor] = {}
+_CORNER_BITS: dict[torch.device, Tensor] = {}
+
+
+def _corner_bits(device: torch.device) -> Tensor:
+    """(8, 1, 3) bool: corner ``c`` takes the upper cell side on axis ``d``."""
+    if device not in _CORNER_BITS:
+        _CORNER_BITS[device] = torch.tensor([[(c >> d) & 1 for d in range(3)] for c in range(8)], dtype=torch.bool, device=device)[:, None, :]
+    return _CORNER_BITS[device]
 
 
 def _corner_factors(frac: Tensor) -> Tensor:
     """Per corner and axis the 1-D interpolation factor, ``f`` or ``1 - f``: (8, N, 3)."""
-    key = (frac.device, frac.dtype)
-    if key not in _CORNER_BITS:
-        _CORNER_BITS[key] = torch.tensor([[(c >> d) & 1 for d in range(3)] for c in range(8)], dtype=torch.bool, device=frac.device)
-    bits = _CORNER_BITS[key][:, None, :]
-    return torch.where(bits, frac[None], 1 - frac[None])
+    return torch.where(_corner_bits(frac.device), frac[None], 1 - frac[None])
 
 
 def _weight_grads(frac: Tensor) -> Tensor:
     """d w_c / d frac for the 8 corners: (8, N, 3), as a few whole-tensor operations (differentiable)."""
     f = _corner_factors(frac)
     others = torch.stack([f[..., 1] * f[..., 2], f[..., 0] * f[..., 2], f[..., 0] * f[..., 1]], dim=-1)
-    sign = _CORNER_BITS[(frac.device, frac.dtype)][:, None, :].to(frac.dtype) * 2 - 1
+    sign = _corner_bits(frac.device).to(frac.dtype) * 2 - 1
     return others * sign
 
 
@@ -228,12 +228,10 @@ class _HashGridFunction(torch.autograd.Function):
                 if create_graph:  # keep the scatter differentiable
                     contrib = w[:, :, None] * g[None, :, :]  # (8, N, F)
                     grad_table = grad_table.index_add(0, idx.reshape(-1).long() + off, contrib.reshape(-1, n_feat))
-                else:  # bincount per feature: several times faster than index_add_ on CPU
-                    flat = idx.view(-1)
+                else:
                     g_rows = g.t().contiguous()  # (F, N): contiguous rows broadcast fast
-                    for f in range(n_feat):
-                        contrib = (w * g_rows[f][None, :]).view(-1)
-                        grad_table[off : off + size, f] = torch.bincount(flat, contrib, minlength=size).to(table.dtype)
+                    columns = [(w * g_rows[f][None, :]).view(-1) for f in range(n_feat)]
+                    _scatter_columns(idx.view(-1), columns, grad_table[off : off + size])
         if ctx.needs_input_grad[0]:
             grad_x = torch.zeros_like(x)
             for level, ((res, size, dense), off) in enumerate(zip(ctx.layout, ctx.offsets)):

@@ -178,6 +178,7 @@ class NeRFVolumeRenderer(BaseRenderer):
 
 
 def _exclusive_transmittance(density: Float[Tensor, "R S"], deltas: Float[Tensor, "R S"]) -> Float[Tensor, "R S"]:
+    """Transmittance in front of each sample, ``exp(-sum_{j<i} sigma_j delta_j)``."""
     sd = density * deltas
     return torch.exp(-torch.cumsum(torch.cat([torch.zeros_like(sd[:, :1]), sd[:, :-1]], dim=1), dim=1))
 
