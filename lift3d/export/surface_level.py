@@ -18,6 +18,7 @@ The same rule serves any conversion of a density field to a surface (mesh export
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ class SurfaceLevel:
     """Density of the isosurface."""
     silhouette_iou: float
     """IoU of the level set's silhouettes with the NeRF's (opacity > 0.5), pooled over the cameras."""
-    rule: str
+    rule: Literal["silhouettes", "otsu", "user"]
     """How it was chosen: ``silhouettes``, ``otsu`` or ``user``."""
 
 
