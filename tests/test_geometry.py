@@ -62,3 +62,15 @@ def test_central_differences_are_second_order_and_forward_first_order():
     assert errors["central", 0.04] / errors["central", 0.02] > 3.5  # O(h^2)
     assert 1.6 < errors["forward", 0.04] / errors["forward", 0.02] < 2.4  # O(h)
     assert errors["central", 0.02] * 10 < errors["forward", 0.02]
+
+
+def test_blob_width_is_in_world_units_whatever_the_scene_radius():
+    """threestudio's magic3d blob (std 0.5) is a ball of radius 0.5 in world units, also in a radius-2 scene."""
+    densities = []
+    for radius in (1.0, 2.0):
+        torch.manual_seed(0)
+        geo = ImplicitVolume(ImplicitVolume.Config(radius=radius, encoding=HashGridConfig(n_levels=4, log2_hashmap_size=10)))
+        pts = torch.tensor([[0.0, 0.0, 0.0], [0.25, 0.0, 0.0], [0.5, 0.0, 0.0]])
+        densities.append(geo.density_bias(pts))
+    assert torch.allclose(densities[0], densities[1])
+    assert torch.allclose(densities[1], torch.tensor([10.0, 5.0, 0.0]))

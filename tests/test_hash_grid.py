@@ -198,3 +198,18 @@ def test_auto_picks_tcnn_only_when_the_run_is_on_cuda(monkeypatch):
         assert HashGridEncoding._choose_backend("auto") == "tcnn"
     finally:
         runtime.set_run_device(None)
+
+
+@pytest.mark.parametrize("n", [1, 7, 300])
+def test_trilinear_gradient_matches_autograd_of_the_trilinear_weights(n):
+    from lift3d.encodings.hash_grid import _corner_factors, _trilinear_gradient
+
+    torch.manual_seed(n)
+    frac = torch.rand(n, 3, dtype=torch.float64, requires_grad=True)
+    dfeat = torch.randn(8, n, dtype=torch.float64, requires_grad=True)
+    weights = _corner_factors(frac).prod(dim=-1)  # (8, N), corner c takes the upper side on axis d when bit d is set
+    expected = torch.autograd.grad((weights * dfeat.detach()).sum(), frac, create_graph=True)[0]
+    got = _trilinear_gradient(dfeat, frac)
+    assert torch.allclose(got, expected, atol=1e-12)
+    # and its own derivatives, which the double backward of analytic normals takes
+    assert torch.autograd.gradcheck(_trilinear_gradient, (dfeat, frac))

@@ -182,12 +182,23 @@ def _corner_factors(frac: Tensor) -> Tensor:
     return torch.where(_corner_bits(frac.device), frac[None], 1 - frac[None])
 
 
-def _weight_grads(frac: Tensor) -> Tensor:
-    """d w_c / d frac for the 8 corners: (8, N, 3), as a few whole-tensor operations (differentiable)."""
-    f = _corner_factors(frac)
-    others = torch.stack([f[..., 1] * f[..., 2], f[..., 0] * f[..., 2], f[..., 0] * f[..., 1]], dim=-1)
-    sign = _corner_bits(frac.device).to(frac.dtype) * 2 - 1
-    return others * sign
+def _trilinear_gradient(dfeat: Tensor, frac: Tensor) -> Tensor:
+    """Σ_c dfeat_c · ∂w_c/∂frac for trilinear weights w_c: (N, 3), differentiable in both.
+
+    Corner ``c`` takes the upper side on axis d when bit d of c is set, so ``dfeat`` viewed as
+    (2, 2, 2, N) is indexed [z, y, x]. The derivative along one axis is the difference of the
+    corner values across that axis, interpolated bilinearly over the other two: three small
+    lerps per axis instead of (8, N, 3) products (the largest cost of the analytic-normal step).
+    """
+    d = dfeat.view(2, 2, 2, -1)
+    fx, fy, fz = frac.unbind(-1)
+    dx = d[:, :, 1] - d[:, :, 0]  # (z, y, N)
+    gx = torch.lerp(dx[:, 0], dx[:, 1], fy)  # (z, N)
+    dy = d[:, 1] - d[:, 0]  # (z, x, N)
+    gy = torch.lerp(dy[:, 0], dy[:, 1], fx)
+    dz = d[1] - d[0]  # (y, x, N)
+    gz = torch.lerp(dz[:, 0], dz[:, 1], fx)  # (y, N)
+    return torch.stack([torch.lerp(gx[0], gx[1], fz), torch.lerp(gy[0], gy[1], fz), torch.lerp(gz[0], gz[1], fy)], dim=-1)
 
 
 class _HashGridFunction(torch.autograd.Function):
@@ -238,7 +249,7 @@ class _HashGridFunction(torch.autograd.Function):
                 idx, _, frac = levels[level]
                 feats = _gather(table[off : off + size], idx, differentiable=create_graph)  # (8, N, F)
                 dfeat = torch.einsum("cnf,nf->cn", feats, g_levels[level])  # (8, N)
-                grad_x = grad_x + torch.einsum("cn,cnd->nd", dfeat, _weight_grads(frac)) * (res - 1)
+                grad_x = grad_x + _trilinear_gradient(dfeat, frac) * (res - 1)
         return grad_x, grad_table, None, None
 
 

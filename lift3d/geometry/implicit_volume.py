@@ -59,13 +59,14 @@ class ImplicitVolume(BaseImplicitGeometry):
         density_blob_scale: float = 10.0
         """Peak of the blob bias."""
         density_blob_std: float = 0.5
-        """Width of the blob bias (fraction of radius)."""
+        """Width of the blob bias in world units, whatever the scene radius (as threestudio: its
+        magic3d blob of std 0.5 is a ball of radius 0.5 in a scene of radius 2)."""
         feature_activation: Literal["sigmoid", "none"] = "sigmoid"
         """Activation of the features."""
         normal_type: Literal["analytic", "finite_difference", "none"] = "analytic"
         """How normals are computed: minus the density gradient by autograd, or by finite differences."""
         finite_difference_eps: float = 0.01
-        """Step of finite-difference normals (fraction of radius)."""
+        """Step of finite-difference normals in world units (as threestudio)."""
         finite_difference_scheme: Literal["central", "forward"] = "central"
         """``central``: (d(x+h) - d(x-h)) / 2h per axis, second-order accurate, 6 extra density
         queries per point (threestudio's default); ``forward``: (d(x+h) - d(x)) / h, 3 queries."""
@@ -79,7 +80,7 @@ class ImplicitVolume(BaseImplicitGeometry):
         self.feature_network = make_mlp(n_enc, cfg.n_feature_dims, cfg.feature_network)
 
     def density_bias(self, points: Float[Tensor, "N 3"]) -> Float[Tensor, "N"]:
-        r = points.norm(dim=-1) / self.radius
+        r = points.norm(dim=-1)
         c = self.cfg
         if c.density_bias == "blob_dreamfusion":
             return c.density_blob_scale * torch.exp(-0.5 * (r / c.density_blob_std) ** 2)
@@ -104,8 +105,8 @@ class ImplicitVolume(BaseImplicitGeometry):
         return self._activate_density(self._raw(points)[0])
 
     def _finite_difference_gradient(self, points: Float[Tensor, "N 3"], density: Float[Tensor, "N"]) -> Float[Tensor, "N 3"]:
-        """The density gradient by central or forward differences of step ``finite_difference_eps * radius``."""
-        eps = self.cfg.finite_difference_eps * self.radius
+        """The density gradient by central or forward differences of step ``finite_difference_eps``."""
+        eps = self.cfg.finite_difference_eps
         offsets = torch.eye(3, device=points.device, dtype=points.dtype) * eps
         if self.cfg.finite_difference_scheme == "central":
             shifted = (points[:, None, None, :] + torch.stack([offsets, -offsets])[None]).reshape(-1, 3)

@@ -43,6 +43,11 @@ class ViewPrior:
         return self.scheduler_config.get("prediction_type", "epsilon")
 
     @property
+    def unconditional_keeps_reference(self) -> bool:
+        """Whether the unconditional branch keeps the concatenated reference (context-only dropout)."""
+        return bool(getattr(self.cc_projection.config, "unconditional_keeps_reference", False))
+
+    @property
     def image_size(self) -> int:
         size = int(self.unet.config.sample_size)
         if self.vae is None:
@@ -70,14 +75,29 @@ class ViewPrior:
         concat: Float[Tensor, "B C h w"],
         guidance_scale: float,
     ) -> Float[Tensor, "B C h w"]:
-        """Classifier-free-guided ε of noisy targets (one batched UNet call, cond + uncond)."""
-        sample = torch.cat([torch.cat([x_t, concat], 1), torch.cat([x_t, torch.zeros_like(concat)], 1)])
+        """Classifier-free-guided ε of noisy targets (one batched UNet call, cond + uncond).
+
+        The unconditional branch zeroes the context, and the concatenated reference unless the
+        prior was trained to keep it (:attr:`unconditional_keeps_reference`).
+        """
+        if guidance_scale == 1.0:  # the unconditional branch cancels: one conditional call
+            return self.conditional_noise(x_t, t, context, concat)
+        uncond_concat = concat if self.unconditional_keeps_reference else torch.zeros_like(concat)
+        sample = torch.cat([torch.cat([x_t, concat], 1), torch.cat([x_t, uncond_concat], 1)])
         ctx = torch.cat([context, torch.zeros_like(context)])
         out = self.unet(sample, torch.cat([t, t]), encoder_hidden_states=ctx).sample
         a = self.alphas_cumprod.to(out.device)[torch.cat([t, t])].view(-1, 1, 1, 1)
         eps = to_epsilon(out, torch.cat([x_t, x_t]), a, self.prediction_type)
         cond, uncond = eps.chunk(2)
         return uncond + guidance_scale * (cond - uncond)
+
+    def conditional_noise(
+        self, x_t: Float[Tensor, "B C h w"], t: Int[Tensor, "B"], context: Float[Tensor, "B 1 D"], concat: Float[Tensor, "B C h w"]
+    ) -> Float[Tensor, "B C h w"]:
+        """ε of the conditional branch alone."""
+        out = self.unet(torch.cat([x_t, concat], 1), t, encoder_hidden_states=context).sample
+        a = self.alphas_cumprod.to(out.device)[t].view(-1, 1, 1, 1)
+        return to_epsilon(out, x_t, a, self.prediction_type)
 
     @torch.no_grad()
     def sample(

@@ -23,6 +23,21 @@ def epsilon_loss(pred: torch.Tensor, noise: torch.Tensor, alphas_t: torch.Tensor
     return (weight * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
 
 
+def prediction_target(x0: torch.Tensor, noise: torch.Tensor, alphas_t: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """What a UNet of ``prediction_type`` should output for ``x_t = √ᾱ·x0 + √(1−ᾱ)·ε``.
+
+    ``epsilon``: ε; ``sample``: x0; ``v_prediction``: v = √ᾱ·ε − √(1−ᾱ)·x0. ``alphas_t`` broadcasts
+    against the images, e.g. (B, 1, 1, 1).
+    """
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "sample":
+        return x0
+    if prediction_type == "v_prediction":
+        return alphas_t.sqrt() * noise - (1 - alphas_t).sqrt() * x0
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; use epsilon, sample or v_prediction")
+
+
 def keep_training(step: int, total: int, start: int, stop_after: int | None) -> bool:
     """Whether a training loop that began this invocation at ``start`` takes another step."""
     return step < total and (stop_after is None or step < start + stop_after)

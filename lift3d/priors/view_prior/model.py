@@ -8,8 +8,9 @@ Layout follows the diffusers ports of Zero123 (``unet/``, ``image_encoder/``,
 - its cross-attention context is one token: the reference view's CLIP image embedding joined
   with the relative camera ``(Δelevation, sin Δazimuth, cos Δazimuth, Δdistance)`` and mapped
   back to the embedding width by ``cc_projection``;
-- the unconditional branch (for classifier-free guidance) zeroes both the context and the
-  concatenated reference view, as Zero123 does.
+- the unconditional branch (for classifier-free guidance) zeroes the context and, as Zero123
+  does, the concatenated reference view; a prior trained with context-only dropout keeps the
+  reference there (``CCProjection.config.unconditional_keeps_reference``).
 
 Angles of the relative camera are in radians, Δ = target − reference. (Zero123 writes the
 first entry as Δpolar = −Δelevation; a converted real checkpoint flips that sign in its loader.)
@@ -25,7 +26,9 @@ from jaxtyping import Float
 from torch import Tensor
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from lift3d.priors.text_prior.model import TEXT_WIDTH, build_scheduler
+from diffusers import DDPMScheduler
+
+from lift3d.priors.text_prior.model import TEXT_WIDTH
 from lift3d.priors.text_prior.model import build_unet as build_text_prior_unet
 from lift3d.priors.world import conventions as conv
 
@@ -41,10 +44,18 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class CCProjection(ModelMixin, ConfigMixin):
-    """Joins image embedding and relative camera into the UNet's context (``cc_projection/``)."""
+    """Joins image embedding and relative camera into the UNet's context (``cc_projection/``).
+
+    ``unconditional_keeps_reference`` records how the prior was trained for classifier-free
+    guidance: False (Zero123's convention, and converted checkpoints) means the unconditional
+    branch zeroes both the context and the concatenated reference; True means training dropped
+    only the context token, so the unconditional branch still sees the reference view.
+    """
 
     @register_to_config
-    def __init__(self, in_channel: int = EMBED_WIDTH + CAMERA_FEATURES, out_channel: int = EMBED_WIDTH) -> None:
+    def __init__(
+        self, in_channel: int = EMBED_WIDTH + CAMERA_FEATURES, out_channel: int = EMBED_WIDTH, unconditional_keeps_reference: bool = False
+    ) -> None:
         super().__init__()
         self.projection = torch.nn.Linear(in_channel, out_channel)
 
@@ -55,6 +66,16 @@ class CCProjection(ModelMixin, ConfigMixin):
 def build_unet(resolution: int = conv.RESOLUTION) -> UNet2DConditionModel:
     """The text prior's UNet with the reference view concatenated to its input; context width ``EMBED_WIDTH``."""
     return build_text_prior_unet(resolution, in_channels=6)
+
+
+def build_scheduler(prediction_type: str = "sample") -> DDPMScheduler:
+    """The bundled view prior's noise schedule; it predicts x0 (``sample``) since 2026-11-28.
+
+    With ε-prediction the high-noise steps, the only ones where the reference view carries
+    information the noisy target lacks, weigh almost nothing in the loss, and the prior learnt
+    to ignore its reference (see the model card).
+    """
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type)
 
 
 def build_image_encoder(resolution: int = conv.RESOLUTION) -> CLIPVisionModelWithProjection:

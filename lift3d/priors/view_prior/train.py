@@ -17,7 +17,8 @@ import torch
 from tqdm import tqdm
 
 from lift3d.guidance.view_prior import ViewPrior, write_model_index
-from lift3d.priors.training import ema_update, epsilon_loss, keep_training, image_grid, warmup_cosine_lr
+from lift3d.priors.training import ema_update, epsilon_loss, image_grid, keep_training, prediction_target, warmup_cosine_lr
+from lift3d.priors.view_prior.diagnostics import reference_use
 from lift3d.priors.view_prior.model import (
     CCProjection,
     build_feature_extractor,
@@ -86,18 +87,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--p-uncond", type=float, default=0.1, help="conditioning dropout for classifier-free guidance")
     ap.add_argument("--sample-steps", type=int, default=50, help="DDIM steps of the sample grids")
-    ap.add_argument("--snr-gamma", type=float, default=None, help="weight the loss by min(SNR, gamma)/SNR (Min-SNR-gamma; 5 is usual); default: plain MSE")
+    ap.add_argument("--prediction-type", choices=("sample", "v_prediction", "epsilon"), default="sample",
+                    help="what the UNet predicts: x0 (sample, the shipped recipe), v or epsilon")
+    ap.add_argument("--uncond-drop", choices=("context", "both"), default="context",
+                    help="what conditioning dropout removes: the context token only (the unconditional branch keeps the reference) or both, as Zero123")
+    ap.add_argument("--snr-gamma", type=float, default=None, help="epsilon prediction only: weight the loss by min(SNR, gamma)/SNR (Min-SNR-gamma; 5 is usual); default: plain MSE")
     ap.add_argument("--stop-after", type=int, default=None, help="stop after this many steps of this invocation (state saved; rerun to resume)")
     ap.add_argument("--export-only", action="store_true", help="write prior/ from the run's state.pt and stop")
     args = ap.parse_args(argv)
+    if args.snr_gamma is not None and args.prediction_type != "epsilon":
+        ap.error("--snr-gamma weights an epsilon loss; drop it or use --prediction-type epsilon")
+    recipe = {"prediction_type": args.prediction_type, "uncond_drop": args.uncond_drop}
     torch.set_num_threads(args.threads)
     state_path = args.out / "state.pt"
     if args.export_only:
         st = torch.load(state_path, weights_only=False)
-        nets = build_nets()
+        nets = build_nets(st.get("recipe", {}).get("uncond_drop", "both") == "context")
         for name, net in nets.items():
             net.load_state_dict(st["ema"][name])
-        export(args.out / "prior", nets)
+        export(args.out / "prior", nets, st.get("recipe", {}).get("prediction_type", "epsilon"))
         print(f"prior (EMA weights at step {st['step']}) written to {args.out / 'prior'}")
         return
     args.out.mkdir(parents=True, exist_ok=True)
@@ -109,17 +117,21 @@ def main(argv: list[str] | None = None) -> None:
         data = render_pairs(training_pairs(), args.pairs, args.seed)
         atomic_save_torch(data, data_path)
     preview = held_out_pairs(8, seed=99)
+    probe = {k: v[:16] for k, v in data.items()}  # training pairs for the reference-use diagnostic
 
-    nets, ema = build_nets(), build_nets()
+    keeps_reference = args.uncond_drop == "context"
+    nets, ema = build_nets(keeps_reference), build_nets(keeps_reference)
     for name in nets:
         ema[name].load_state_dict(nets[name].state_dict())
     params = [p for net in nets.values() for p in net.parameters()]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    scheduler = build_scheduler()
+    scheduler = build_scheduler(args.prediction_type)
     g = torch.Generator().manual_seed(args.seed + 1)
     step, wall = 0, 0.0
     if state_path.exists():
         st = torch.load(state_path, weights_only=False)
+        if st.get("recipe", recipe) != recipe:
+            raise SystemExit(f"{state_path} was trained with {st['recipe']}, not {recipe}; use another --out or the same options")
         for name in nets:
             nets[name].load_state_dict(st["nets"][name])
             ema[name].load_state_dict(st["ema"][name])
@@ -145,9 +157,12 @@ def main(argv: list[str] | None = None) -> None:
         a = alphas[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         context = view_context(nets["image_encoder"], nets["cc_projection"], ref, data["camera"][idx]) * keep.view(-1, 1, 1)
-        concat = (ref * 2 - 1) * keep.view(-1, 1, 1, 1)
+        concat = (ref * 2 - 1) * (1.0 if keeps_reference else keep.view(-1, 1, 1, 1))
         pred = nets["unet"](torch.cat([xt, concat], 1), t, encoder_hidden_states=context).sample
-        loss = epsilon_loss(pred, noise, a.flatten(), args.snr_gamma)
+        if args.prediction_type == "epsilon":
+            loss = epsilon_loss(pred, noise, a.flatten(), args.snr_gamma)
+        else:
+            loss = torch.nn.functional.mse_loss(pred, prediction_target(x0, noise, a, args.prediction_type))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -163,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
             log.flush()
             atomic_save_torch(
                 {"nets": {k: v.state_dict() for k, v in nets.items()}, "ema": {k: v.state_dict() for k, v in ema.items()},
-                 "opt": opt.state_dict(), "gen": g.get_state(), "torch_rng": torch.get_rng_state(), "step": step, "wall": wall},
+                 "opt": opt.state_dict(), "gen": g.get_state(), "torch_rng": torch.get_rng_state(), "step": step, "wall": wall,
+                 "recipe": recipe},
                 state_path,
             )
         if step % args.sample_every == 0 or step == args.steps:
@@ -172,18 +188,26 @@ def main(argv: list[str] | None = None) -> None:
             pred_p = prior.sample(ref_p, preview["camera"], steps=args.sample_steps, generator=torch.Generator().manual_seed(0))
             rows = torch.cat([ref_p, pred_p, preview["target"].float() / 255.0])
             write_png(args.out / "samples" / f"step{step:06d}.png", image_grid(rows, len(ref_p)))
+            uses = {
+                "train": reference_use(prior, probe["reference"].float() / 255.0, probe["target"].float() / 255.0, probe["camera"]),
+                "held_out": reference_use(prior, ref_p, preview["target"].float() / 255.0, preview["camera"]),
+            }
+            with open(args.out / "reference_use.csv", "a") as f:
+                f.write(f"{step},{uses['train'].right:.4f},{uses['train'].wrong:.4f},{uses['held_out'].right:.4f},{uses['held_out'].wrong:.4f}\n")
+            tqdm.write(f"step {step}: training pairs {uses['train']}; held-out pairs {uses['held_out']}")
     pbar.close()
     log.close()
     if step < args.steps:
         print(f"stopped after step {step} of {args.steps}; state saved in {state_path}, rerun the same command to resume")
         return
-    export(args.out / "prior", ema)
+    export(args.out / "prior", ema, args.prediction_type)
     (args.out / "train_info.json").write_text(json.dumps({"steps": step, "wall_seconds": wall, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
     print(f"prior written to {args.out / 'prior'}")
 
 
-def build_nets() -> dict[str, torch.nn.Module]:
-    return {"unet": build_unet(), "image_encoder": build_image_encoder(), "cc_projection": CCProjection()}
+def build_nets(unconditional_keeps_reference: bool = True) -> dict[str, torch.nn.Module]:
+    return {"unet": build_unet(), "image_encoder": build_image_encoder(),
+            "cc_projection": CCProjection(unconditional_keeps_reference=unconditional_keeps_reference)}
 
 
 def as_view_prior(nets: dict[str, torch.nn.Module], scheduler) -> ViewPrior:
@@ -193,14 +217,14 @@ def as_view_prior(nets: dict[str, torch.nn.Module], scheduler) -> ViewPrior:
     ).eval()
 
 
-def export(path: Path, nets: dict[str, torch.nn.Module]) -> None:
+def export(path: Path, nets: dict[str, torch.nn.Module], prediction_type: str) -> None:
     """Write the prior in diffusers-port layout."""
     path.mkdir(parents=True, exist_ok=True)
     nets["unet"].save_pretrained(path / "unet")
     nets["image_encoder"].save_pretrained(path / "image_encoder")
     nets["cc_projection"].save_pretrained(path / "cc_projection")
     build_feature_extractor().save_pretrained(path / "feature_extractor")
-    build_scheduler().save_pretrained(path / "scheduler")
+    build_scheduler(prediction_type).save_pretrained(path / "scheduler")
     write_model_index(path, latent=False)
 
 
