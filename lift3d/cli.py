@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _trial_tag(cfg) -> str:
     if cfg.tag:
         return cfg.tag
-    prompt = getattr(getattr(cfg.system, "prompt_processor", None), "prompt", "") or "run"
+    image = getattr(cfg.data, "image_path", "")
+    prompt = getattr(getattr(cfg.system, "prompt_processor", None), "prompt", "") or (Path(image).stem if image else "") or "run"
     return re.sub(r"[^A-Za-z0-9_-]+", "_", prompt.strip()).strip("_")[:80] or "run"
 
 

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from lift3d.errors import ConfigError
 from lift3d.registry import find, suggest
 
-Scheduled = Annotated[Union[float, list], "scheduled"]
+Scheduled = Annotated[Union[float, int, list], "scheduled"]
 """A value that may change with the global step; see the module docstring for its form."""
 
 
@@ -42,7 +42,7 @@ def module_field(type_key: str, kind: str) -> Any:
     return field(default_factory=dict, metadata={"module_of": type_key, "kind": kind})
 
 
-def resolve(value: float | list, step: int) -> float:
+def resolve(value: float | int | list, step: int) -> float:
     """Value of a :data:`Scheduled` at ``step``."""
     if isinstance(value, (int, float)):
         return float(value)

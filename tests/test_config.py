@@ -86,7 +86,7 @@ def test_schedule_forms():
     "override, message",
     [
         ("system.geometry.encoding.n_levelz=4", "unknown key; did you mean 'n_levels'"),
-        ("data.batch_size=two", "data.batch_size: expected an integer"),
+        ("data.batch_size=two", "data.batch_size: expected a number or a list of [step, value] points"),
         ("system.renderer_type=nerf-volume", "did you mean 'nerf-volume-renderer'"),
     ],
 )
@@ -152,7 +152,7 @@ def test_several_errors_are_reported_together_one_line_each(tmp_path):
     assert proc.returncode == 2 and not out.exists()
     assert any("system.prompt_processor.prompt: required value is missing" in e for e in errors)
     assert any("system.geometry.encoding.n_levelz: unknown key; did you mean 'n_levels'" in e for e in errors)
-    assert any("data.batch_size: expected an integer" in e for e in errors)
+    assert any("data.batch_size: expected a number or a list of [step, value] points" in e for e in errors)
     assert len(errors) == 3
 
 

@@ -34,8 +34,9 @@ class RandomCameraConfig:
     resolution_schedule: Literal["linear", "milestones"] = "linear"
     """How a scheduled ``resolution`` is read: ``linear`` between points, or ``milestones``: each size
     holds from its step until the next point's step (threestudio's ``resolution_milestones``)."""
-    batch_size: int = 1
-    """Training cameras per step."""
+    batch_size: Scheduled = 1
+    """Training cameras per step; may be scheduled like ``resolution`` (and read the same way), e.g.
+    [[0, 12], [200, 4], [300, 2]] with ``resolution_schedule: milestones``."""
     elevation_range: tuple[float, float] = (-10.0, 90.0)
     """Training elevation range (degrees)."""
     elevation_sphere_prob: float = 0.5
@@ -104,8 +105,17 @@ def make_batch(
 
 def resolution_at(cfg: RandomCameraConfig, step: int) -> int:
     """Training image size at ``step`` under ``resolution_schedule``."""
-    value = cfg.resolution
-    if isinstance(value, list) and cfg.resolution_schedule == "milestones":
+    return scheduled_int(cfg.resolution, cfg.resolution_schedule, step)
+
+
+def batch_size_at(cfg: RandomCameraConfig, step: int) -> int:
+    """Training cameras per step at ``step`` (``batch_size`` read as ``resolution_schedule`` says)."""
+    return scheduled_int(cfg.batch_size, cfg.resolution_schedule, step)
+
+
+def scheduled_int(value, schedule: str, step: int) -> int:
+    """A scheduled integer (an image size, a batch size) at ``step``: ``linear`` or ``milestones``."""
+    if isinstance(value, list) and schedule == "milestones":
         current = value[0][1]
         for s, size in value:
             if step >= s:
@@ -136,7 +146,7 @@ class RandomCameraIterable(IterableDataset):
 
     def sample(self, index: int) -> CameraBatch:
         c = self.cfg
-        b = c.batch_size
+        b = batch_size_at(c, index)
         # the CPU generator keeps only the low 32 bits of a seed: the rank term must change those
         g = torch.Generator().manual_seed((self.base_seed * 1_000_003 + index + self.rank * 2_654_435_761) % (2**63))
         if float(torch.rand((), generator=g)) < c.elevation_sphere_prob:
@@ -169,8 +179,12 @@ class OrbitDataset(Dataset):
         return self.n
 
     def __getitem__(self, i: int) -> CameraBatch:
+        return self.camera(i)
+
+    def camera(self, i: int, azimuth_offset: float = 0.0) -> CameraBatch:
+        """Camera ``i`` of the orbit, which starts at ``azimuth_offset`` degrees."""
         c = self.cfg
-        azim = torch.tensor([360.0 * i / self.n]).remainder(360.0)
+        azim = torch.tensor([azimuth_offset + 360.0 * i / self.n]).remainder(360.0)
         azim = torch.where(azim >= 180.0, azim - 360.0, azim)
         elev = torch.tensor([c.eval_elevation])
         dist = torch.tensor([c.eval_camera_distance])
@@ -205,7 +219,8 @@ class RandomCameraDataModule(pl.LightningDataModule):
             lo, hi = getattr(cfg, name)
             if lo > hi:
                 raise ConfigError(f"{path}.{name}: lower bound {lo} is above upper bound {hi}; write [low, high]")
-        if cfg.batch_size < 1:
+        sizes = [v for _, v in cfg.batch_size] if isinstance(cfg.batch_size, list) else [cfg.batch_size]
+        if min(sizes) < 1:
             raise ConfigError(f"{path}.batch_size: must be at least 1, got {cfg.batch_size}")
         if not 0.0 <= cfg.elevation_sphere_prob <= 1.0:
             raise ConfigError(f"{path}.elevation_sphere_prob: must be in [0, 1], got {cfg.elevation_sphere_prob}")

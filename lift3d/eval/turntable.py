@@ -59,7 +59,12 @@ def load_turntable(trial: Path) -> Turntable:
         raise FileNotFoundError(f"{trial} has no test turntable (save/it<N>-test/); run launch.py with --test")
     files = sorted(tests[-1].glob("*.png"))
     cfg = parse(ExperimentConfig, load_mapping(trial / "configs" / "parsed.yaml", []))
-    orbit = OrbitDataset(cfg.data, cfg.data.n_test_views)
+    if hasattr(cfg.data, "random_camera"):  # image-to-3D: the orbit starts at the reference camera
+        from lift3d.data.single_image import ReferenceOrbit
+
+        orbit = ReferenceOrbit(cfg.data, cfg.data.random_camera.n_test_views)
+    else:
+        orbit = OrbitDataset(cfg.data, cfg.data.n_test_views)
     rgb, opacity, cams = [], [], []
     for f in files:
         img = torch.from_numpy(iio.imread(f).astype(np.float32) / 255.0)

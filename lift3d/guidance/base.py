@@ -1,4 +1,4 @@
-"""Interface of guidance modules: named losses from renders and prompt embeddings."""
+"""Interfaces of guidance modules: named losses from renders, and prompt embeddings or a reference view."""
 
 from __future__ import annotations
 
@@ -25,4 +25,18 @@ class BaseGuidance(Lift3DModule):
     """Names of the losses this guidance produces; the system accepts ``lambda_<name>`` for each."""
 
     def forward(self, rgb: Float[Tensor, "B H W 3"], prompt: PromptEmbeddings, batch: CameraBatch) -> GuidanceOutput:
+        raise NotImplementedError
+
+
+class BaseViewGuidance(Lift3DModule):
+    """Guidance by a view-conditioned prior (image-to-3D): given the reference view once, it scores
+    renders from other cameras."""
+
+    loss_names: tuple[str, ...] = ()
+
+    def set_reference(self, rgb: Float[Tensor, "1 H W 3"], camera: CameraBatch) -> None:
+        """The input image (colours in [0, 1] on its background) and the camera it was taken from."""
+        raise NotImplementedError
+
+    def forward(self, rgb: Float[Tensor, "B H W 3"], batch: CameraBatch) -> GuidanceOutput:
         raise NotImplementedError

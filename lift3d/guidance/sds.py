@@ -39,6 +39,14 @@ def sds_weight(kind: str, alphas_cumprod_t: Tensor) -> Tensor:
     raise ValueError(kind)
 
 
+def timestep_range(min_step_percent, max_step_percent, num_train_timesteps: int, step: int) -> tuple[int, int]:
+    """(lowest, highest) timestep to sample at ``step``, from scheduled fractions of the prior's timesteps."""
+    n = num_train_timesteps
+    lo = int(resolve(min_step_percent, step) * n)
+    hi = int(resolve(max_step_percent, step) * n)
+    return max(0, min(lo, n - 1)), max(0, min(max(hi, lo), n - 1))
+
+
 @register("diffusers-sds-guidance")
 class DiffusersSDSGuidance(BaseGuidance):
     loss_names = ("sds",)
@@ -81,10 +89,7 @@ class DiffusersSDSGuidance(BaseGuidance):
         self.global_step = global_step
 
     def timestep_range(self) -> tuple[int, int]:
-        n = self.prior.num_train_timesteps
-        lo = int(resolve(self.cfg.min_step_percent, self.global_step) * n)
-        hi = int(resolve(self.cfg.max_step_percent, self.global_step) * n)
-        return max(0, min(lo, n - 1)), max(0, min(max(hi, lo), n - 1))
+        return timestep_range(self.cfg.min_step_percent, self.cfg.max_step_percent, self.prior.num_train_timesteps, self.global_step)
 
     def _ensure_device(self, device: torch.device) -> None:
         if self._device != device:

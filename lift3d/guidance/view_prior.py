@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from lift3d.errors import PriorError
 from lift3d.guidance.noise_prediction import check_prediction_type, to_epsilon
-from lift3d.priors.view_prior.model import CCProjection, view_context
+from lift3d.priors.view_prior.model import CCProjection, clip_normalize
 
 REQUIRED = ("unet", "image_encoder", "cc_projection", "scheduler")
 
@@ -55,17 +56,38 @@ class ViewPrior:
         return size * 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def encode_reference(self, reference: Float[Tensor, "B 3 H W"]) -> Tensor:
-        """What the UNet concatenates: the reference in [-1, 1], or its VAE latent (mode)."""
+        """What the UNet concatenates: the reference in [-1, 1] at the prior's image size, or its
+        VAE latent (mode, unscaled, as Zero123 concatenates it)."""
+        size = self.image_size
+        if reference.shape[-1] != size or reference.shape[-2] != size:
+            reference = F.interpolate(reference, (size, size), mode="bilinear", align_corners=False, antialias=reference.shape[-1] > size)
         x = reference * 2 - 1
         if self.vae is None:
             return x
         return self.vae.encode(x).latent_dist.mode()
 
+    @property
+    def camera_convention(self) -> str:
+        """How the relative camera is written (:mod:`lift3d.guidance.relative_camera`)."""
+        return str(getattr(self.cc_projection.config, "camera_convention", "lift3d"))
+
+    def image_embedding(self, reference: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B E"]:
+        """The image encoder's embedding of reference views in [0, 1], resized to its input size."""
+        size = int(self.image_encoder.config.image_size)
+        x = reference
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x, (size, size), mode="bicubic", align_corners=False, antialias=x.shape[-1] > size).clamp(0, 1)
+        return self.image_encoder(pixel_values=clip_normalize(x)).image_embeds
+
+    def context(self, embedding: Float[Tensor, "B E"], camera: Float[Tensor, "B 4"]) -> Float[Tensor, "B 1 D"]:
+        """The UNet's one-token context: image embedding joined with the relative camera."""
+        return self.cc_projection(torch.cat([embedding, camera.to(embedding.dtype)], dim=-1))[:, None, :]
+
     def conditioning(
         self, reference: Float[Tensor, "B 3 H W"], camera: Float[Tensor, "B 4"]
     ) -> tuple[Tensor, Tensor]:
         """(context, concatenated image) of the conditional branch; zeros give the unconditional one."""
-        return view_context(self.image_encoder, self.cc_projection, reference, camera), self.encode_reference(reference)
+        return self.context(self.image_embedding(reference), camera), self.encode_reference(reference)
 
     def predict_noise(
         self,

@@ -24,6 +24,8 @@ class BaseLift3DSystem(pl.LightningModule):
 
     Config: type
     regularizer_names: tuple[str, ...] = ()
+    guidance_kind: str = "lift3d.guidance.base.BaseGuidance"
+    """Dotted path of the base class the system's guidance must derive from."""
     registered_name: str = ""
 
     def __init__(self, cfg) -> None:
@@ -34,9 +36,10 @@ class BaseLift3DSystem(pl.LightningModule):
     # ---- config checks -------------------------------------------------------------------
     @classmethod
     def produced_losses(cls, cfg) -> tuple[str, ...]:
-        from lift3d.guidance.base import BaseGuidance
+        import importlib
 
-        guidance_cls = find(cfg.guidance_type, BaseGuidance)
+        mod, _, name = cls.guidance_kind.rpartition(".")
+        guidance_cls = find(cfg.guidance_type, getattr(importlib.import_module(mod), name))
         return tuple(guidance_cls.loss_names) + tuple(cls.regularizer_names)
 
     @classmethod

@@ -73,8 +73,7 @@ class DreamFusionSystem(BaseLift3DSystem):
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
         # the prompt and the prior are checked first: a prompt the prior can't read stops here
-        self.prompt_processor = self.build("lift3d.prompts.base.BasePromptProcessor", cfg.prompt_processor_type, cfg.prompt_processor)
-        self.guidance = self.build("lift3d.guidance.base.BaseGuidance", cfg.guidance_type, cfg.guidance)
+        self.build_guidance(cfg)
         self.geometry = self.build("lift3d.geometry.base.BaseImplicitGeometry", cfg.geometry_type, cfg.geometry)
         self.material = self.build("lift3d.materials.base.BaseMaterial", cfg.material_type, cfg.material)
         self.background = self.build("lift3d.backgrounds.base.BaseBackground", cfg.background_type, cfg.background)
@@ -82,6 +81,11 @@ class DreamFusionSystem(BaseLift3DSystem):
             "lift3d.renderers.base.BaseRenderer", cfg.renderer_type, cfg.renderer, self.geometry, self.material, self.background
         )
         self._test_frames: list = []
+
+    def build_guidance(self, cfg) -> None:
+        """The prompt processor and the guidance (a method with another kind of prior overrides this)."""
+        self.prompt_processor = self.build("lift3d.prompts.base.BasePromptProcessor", cfg.prompt_processor_type, cfg.prompt_processor)
+        self.guidance = self.build(self.guidance_kind, cfg.guidance_type, cfg.guidance)
 
     TRAINABLE = (
         ("geometry", "lift3d.geometry.base.BaseImplicitGeometry"),

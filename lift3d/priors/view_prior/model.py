@@ -19,14 +19,13 @@ first entry as Δpolar = −Δelevation; a converted real checkpoint flips that 
 from __future__ import annotations
 
 import torch
-from diffusers import UNet2DConditionModel
+from diffusers import DDPMScheduler, UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from jaxtyping import Float
 from torch import Tensor
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from diffusers import DDPMScheduler
 
 from lift3d.priors.text_prior.model import TEXT_WIDTH
 from lift3d.priors.text_prior.model import build_unet as build_text_prior_unet
@@ -50,11 +49,18 @@ class CCProjection(ModelMixin, ConfigMixin):
     guidance: False (Zero123's convention, and converted checkpoints) means the unconditional
     branch zeroes both the context and the concatenated reference; True means training dropped
     only the context token, so the unconditional branch still sees the reference view.
+    ``camera_convention`` names how the relative camera is written
+    (:mod:`lift3d.guidance.relative_camera`): ``lift3d`` for the bundled prior, ``zero123`` or
+    ``stable-zero123`` for converted checkpoints.
     """
 
     @register_to_config
     def __init__(
-        self, in_channel: int = EMBED_WIDTH + CAMERA_FEATURES, out_channel: int = EMBED_WIDTH, unconditional_keeps_reference: bool = False
+        self,
+        in_channel: int = EMBED_WIDTH + CAMERA_FEATURES,
+        out_channel: int = EMBED_WIDTH,
+        unconditional_keeps_reference: bool = False,
+        camera_convention: str = "lift3d",
     ) -> None:
         super().__init__()
         self.projection = torch.nn.Linear(in_channel, out_channel)
@@ -109,10 +115,11 @@ def relative_camera(
     azimuth: Float[Tensor, "B"],
     distance: Float[Tensor, "B"],
 ) -> Float[Tensor, "B 4"]:
-    """The camera features of target views relative to reference views (angles in degrees)."""
-    d_elev = torch.deg2rad(elevation - ref_elevation)
-    d_azim = torch.deg2rad(azimuth - ref_azimuth)
-    return torch.stack([d_elev, torch.sin(d_azim), torch.cos(d_azim), distance - ref_distance], dim=-1)
+    """The camera features of target views relative to reference views (angles in degrees), in
+    the bundled prior's ``lift3d`` convention."""
+    from lift3d.guidance.relative_camera import relative_camera_features
+
+    return relative_camera_features("lift3d", ref_elevation, ref_azimuth, ref_distance, elevation, azimuth, distance)
 
 
 def clip_normalize(images: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B 3 H W"]:

@@ -1,0 +1,121 @@
+"""One input image for image-to-3D: read, foreground found, recentred, resized.
+
+The foreground comes from the alpha channel when the image has a non-trivial one; otherwise the
+background is taken to be one uniform colour, estimated as the median of the border pixels, and
+keyed out (no downloaded matting model). Every problem is a :class:`~lift3d.errors.ConfigError`
+of one line, raised before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from lift3d.errors import ConfigError
+
+KEY_THRESHOLD = 0.1
+"""A pixel is foreground when a channel differs from the border colour by more than this."""
+MIN_FOREGROUND = 0.002
+"""Below this fraction of foreground pixels the image is called empty."""
+MAX_FOREGROUND = 0.98
+"""Above this fraction the image is called all foreground (no background to key out)."""
+
+
+@dataclass
+class ReferenceImage:
+    """The reference view as the system uses it (H = W)."""
+
+    rgb: Float[Tensor, "H W 3"]
+    """Colours in [0, 1], the background pixels set to ``background``."""
+    mask: Float[Tensor, "H W 1"]
+    """Foreground in [0, 1] (soft at the edges after resizing)."""
+    background: Float[Tensor, "3"]
+    """The background colour: the border median for keyed images, white for images with alpha."""
+    foreground_fraction: float
+    """Share of foreground pixels in the input image."""
+
+
+def read_image(path: Path, where: str) -> np.ndarray:
+    """(H, W, 3 or 4) float in [0, 1]; a missing file or a non-image is a one-line error."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{where}: {path} does not exist; give the path of a PNG or JPEG image")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGBA") if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info else im.convert("RGB")
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ConfigError(f"{where}: {path} is not an image lift3d can read ({type(exc).__name__}); give a PNG or JPEG") from exc
+    return arr
+
+
+def find_foreground(image: np.ndarray, where: str) -> tuple[Bool[Tensor, "H W"], Float[Tensor, "H W"], Float[Tensor, "3"], str]:
+    """(hard mask, soft alpha, background colour, how) of an RGB or RGBA image."""
+    rgb = torch.from_numpy(np.ascontiguousarray(image[..., :3]))
+    if image.shape[-1] == 4 and (image[..., 3] < 0.99).any():
+        alpha = torch.from_numpy(np.ascontiguousarray(image[..., 3]))
+        return alpha > 0.5, alpha, torch.ones(3), "alpha"
+    border = torch.cat([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]])
+    background = border.median(dim=0).values
+    spread = (border - background).abs().amax(-1)
+    if (spread > KEY_THRESHOLD).float().mean() > 0.5:
+        raise ConfigError(
+            f"{where}: the image has no alpha and its border is not one uniform colour, so lift3d cannot key out the "
+            "background; give an RGBA PNG with the object's alpha, or put the object on a plain background"
+        )
+    mask = (rgb - background).abs().amax(-1) > KEY_THRESHOLD
+    return mask, mask.float(), background, "keyed"
+
+
+def recentre(
+    rgb: Tensor, alpha: Tensor, mask: Tensor, background: Tensor, border_ratio: float
+) -> tuple[Tensor, Tensor]:
+    """Crop a square around the foreground's box and pad it so the box fills ``1 - 2 * border_ratio`` of the side."""
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    side = max(y1 - y0, x1 - x0)
+    out_side = int(np.ceil(side / max(1e-6, 1 - 2 * border_ratio)))
+    canvas = background.view(1, 1, 3).expand(out_side, out_side, 3).clone()
+    canvas_alpha = torch.zeros(out_side, out_side)
+    cy, cx = (out_side - (y1 - y0)) // 2, (out_side - (x1 - x0)) // 2
+    canvas[cy : cy + y1 - y0, cx : cx + x1 - x0] = rgb[y0:y1, x0:x1]
+    canvas_alpha[cy : cy + y1 - y0, cx : cx + x1 - x0] = alpha[y0:y1, x0:x1]
+    return canvas, canvas_alpha
+
+
+def load_reference_image(path: Path, resolution: int, recentre_object: bool, border_ratio: float, where: str) -> ReferenceImage:
+    """The reference image at ``resolution`` x ``resolution``, with its foreground and background."""
+    image = read_image(path, where)
+    h, w = image.shape[:2]
+    if not recentre_object and h != w:
+        raise ConfigError(f"{where}: {path} is {w}x{h}, not square; crop it square or set recentre: true")
+    mask, alpha, background, _how = find_foreground(image, where)
+    fraction = float(mask.float().mean())
+    if fraction < MIN_FOREGROUND:
+        raise ConfigError(f"{where}: no foreground found in {path} (the object covers {fraction:.2%} of it); "
+                          "check the alpha channel, or that the object differs from the background colour")
+    if fraction > MAX_FOREGROUND:
+        raise ConfigError(f"{where}: {path} is foreground almost everywhere ({fraction:.1%}); give an image with "
+                          "background around the object (alpha, or a plain border)")
+    rgb = torch.from_numpy(np.ascontiguousarray(image[..., :3]))
+    rgb = rgb * alpha[..., None] + background * (1 - alpha[..., None])
+    if recentre_object:
+        rgb, alpha = recentre(rgb, alpha, mask, background, border_ratio)
+    rgb, alpha = _resize(rgb, resolution), _resize(alpha[..., None], resolution)
+    return ReferenceImage(rgb=rgb.clamp(0, 1), mask=alpha.clamp(0, 1), background=background, foreground_fraction=fraction)
+
+
+def _resize(img: Tensor, size: int) -> Tensor:
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    x = img.permute(2, 0, 1)[None]
+    x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
+    return x[0].permute(1, 2, 0)
