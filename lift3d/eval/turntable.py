@@ -135,7 +135,7 @@ def janus_rate(tt: Turntable, kind: str, gt) -> dict[str, float] | None:
     """How often back views show the front feature, and how often front views show it (None if symmetric)."""
     if kind not in ASYMMETRIC_KINDS:
         return None
-    az = tt.azimuth.abs()
+    az = ((tt.azimuth + 180.0).remainder(360.0) - 180.0).abs()  # any azimuth convention, e.g. 0..360
     front, back = az < FRONT_AZIMUTH, az > BACK_AZIMUTH
     gt_rgb = gt.rgb.permute(0, 3, 1, 2)
     reference = np.mean([feature_fraction(gt_rgb[i], gt.mask[i]) for i in torch.nonzero(front).flatten().tolist()])
