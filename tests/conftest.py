@@ -25,6 +25,13 @@ def pixel_prior(tmp_path_factory):
     return build_pixel_prior(tmp_path_factory.mktemp("priors") / "tiny-if")
 
 
+@pytest.fixture(scope="session")
+def latent_view_prior(tmp_path_factory):
+    from tiny_priors import build_latent_view_prior
+
+    return build_latent_view_prior(tmp_path_factory.mktemp("priors") / "tiny-zero123", camera_convention="zero123")
+
+
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("LIFT3D_CACHE_DIR", str(tmp_path / "cache"))

@@ -17,8 +17,7 @@ from lift3d.errors import ConfigError
 from lift3d.guidance.relative_camera import relative_camera_features
 from lift3d.priors.world.examples import example_truth, read_truth, write_example
 from run_helpers import ROOT
-
-from test_view_prior import build_latent_view_prior
+from tiny_priors import build_latent_view_prior
 
 
 def save(path, array):

@@ -94,3 +94,42 @@ def test_resume_restores_full_state(tmp_path, pixel_prior):
     assert sa.keys() == sb.keys()
     for key in sa:
         assert torch.equal(sa[key], sb[key]), key
+
+
+IMAGE_PRESETS = sorted(p.name for p in (ROOT / "configs").glob("*zero123*.yaml"))
+SMALL_IMAGE = [
+    "data.reference_resolution=16", "data.random_camera.resolution=16", "data.random_camera.batch_size=2",
+    "data.random_camera.eval_resolution=16", "data.random_camera.n_test_views=5", "data.random_camera.n_val_views=2",
+    "trainer.val_check_interval=2", "trainer.enable_progress_bar=false", "system.renderer.num_samples_per_ray=16",
+    "system.renderer.grid_resolution=16", "system.renderer.grid_update_every=2", "system.geometry.encoding.log2_hashmap_size=12",
+    "system.geometry.encoding.n_levels=4", "checkpoint.every_n_train_steps=2",
+]
+
+
+@pytest.mark.parametrize("preset", IMAGE_PRESETS)
+def test_image_preset_trains_fits_its_reference_tests_and_exports(preset, tmp_path, request):
+    """Each image-to-3D preset runs on the CPU (real-checkpoint presets on a tiny random Zero123-like prior),
+    and its reference pass works: the reference losses fall over the run."""
+    from lift3d.priors.world.examples import write_example
+
+    image = write_example(tmp_path / "images", "green", "house", resolution=32)
+    out = tmp_path / "outputs"
+    prior = [] if "bundled" in preset else [f"system.guidance.pretrained_model_name_or_path={request.getfixturevalue('latent_view_prior')}"]
+    common = [f"exp_root_dir={out}", f"data.image_path={image}", *prior, *SMALL_IMAGE]
+    proc = launch(["--config", str(ROOT / "configs" / preset), "--train", "trainer.max_steps=40", *common], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = trial_dirs(out)
+    assert trial.parent.name == preset.removesuffix(".yaml") and trial.name.startswith("a_green_house")
+    frames = sorted((trial / "save" / "it40-test").glob("*.png"))
+    assert len(frames) == 5
+    import csv
+
+    rows = [r for r in csv.DictReader(open(trial / "csv_logs" / "metrics.csv")) if r.get("train/loss_mask")]
+    first, last = float(rows[0]["train/loss_mask"]), float(rows[-1]["train/loss_mask"])
+    # on the bundled prior the fit is fast; a random tiny prior fights it, so only a clear fall is asked there
+    assert last < (0.5 if "bundled" in preset else 0.85) * first, (first, last)
+    assert all(float(r["train/loss_sds"]) != 0 for r in rows)  # the prior is queried every step
+    proc = launch(["--config", str(trial / "configs" / "parsed.yaml"), "--export", f"resume={trial}",
+                   "export.resolution=32", "export.texture_size=64", "export.formats=[glb]"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (trial / "save" / "it40-export" / "model.glb").is_file()

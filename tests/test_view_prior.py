@@ -8,35 +8,12 @@ import torch
 
 from lift3d.errors import PriorError
 from lift3d.eval.novel_view import foreground_mask, mask_iou, novel_view_scores, psnr, ssim
-from lift3d.guidance.view_prior import load_view_prior, write_model_index
+from lift3d.guidance.view_prior import load_view_prior
 from lift3d.priors import BUNDLED
-from lift3d.priors.view_prior.model import CCProjection, build_image_encoder, relative_camera
+from lift3d.priors.view_prior.model import build_image_encoder, relative_camera
 from lift3d.priors.view_prior.train import render_pairs, sample_view_pairs
 from lift3d.priors.world.catalog import HELD_OUT
-
-
-def build_latent_view_prior(path):
-    """A tiny random Zero123-like prior: VAE latents, 8-channel UNet input, CLIP image encoder, cc_projection."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    torch.manual_seed(0)
-    UNet2DConditionModel(
-        sample_size=8, in_channels=8, out_channels=4, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4,
-    ).save_pretrained(path / "unet")
-    AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 8), latent_channels=4,
-        norm_num_groups=4, sample_size=16, layers_per_block=1,
-    ).save_pretrained(path / "vae")
-    CLIPVisionModelWithProjection(CLIPVisionConfig(image_size=16, patch_size=4, hidden_size=16, intermediate_size=32,
-                                                   num_hidden_layers=1, num_attention_heads=2, projection_dim=16)).save_pretrained(path / "image_encoder")
-    CCProjection(in_channel=20, out_channel=16).save_pretrained(path / "cc_projection")
-    DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).save_pretrained(path / "scheduler")
-    write_model_index(path, latent=True)
-    return path
+from tiny_priors import build_latent_view_prior
 
 
 def test_bundled_view_prior_loads_in_zero123_layout():
