@@ -1,0 +1,1 @@
+"""Adapters for checkpoints that are not in diffusers layout (run from the repository root)."""
