@@ -6,6 +6,7 @@
 * the PyTorch mesh rasterizer on a 20k-face sphere at 256x256 (rasterize + interpolate + antialias);
 * one guidance evaluation (conditional + unconditional, batch 2) of each bundled prior;
 * peak resident memory;
+* with ``--gpu-presets``: a training step and a test frame of ``dreamfusion-if.yaml`` (CPU smoke run);
 * with ``--main-job``: the README's main job and its export as whole commands, with the split of
   their wall time (start-up, training, validation, test turntable, video; export steps).
 """
@@ -163,6 +164,44 @@ def bench_prior_guidance(repeats: int = 30) -> dict:
     }
 
 
+def bench_gpu_preset_smoke(preset: str = "dreamfusion-if.yaml", steps: int = 3) -> dict:
+    """A real-prior preset as a CPU smoke run: median training step and one test frame (with normals).
+
+    The preset's own settings (64×64 renders, 512 samples per ray, 2^19 × 16-level hash grid,
+    analytic normals, orientation loss) from its first steps, the blob it starts from; its default
+    prior (the bundled text prior) stands in for the real one, so the guidance share is small.
+    """
+    config = str(Path(__file__).parents[1] / "configs" / preset)
+    cfg, dm, system = _system(config, ["system.prompt_processor.prompt=a red cube"])
+    system.train()
+    opt = system.configure_optimizers()
+    times, samples = [], []
+    for step in range(steps + 1):
+        for m in system.lift3d_modules():
+            m.update_step(step)
+        batch = dm.train_dataset.sample(step)
+        t0 = time.perf_counter()
+        out = system(batch, need_normal=system.loss_weight("orient") > 0)
+        g = system.guidance(out.comp_rgb, system.prompt_processor.embeddings, batch)
+        losses = {**g.losses, **system.regularizers(out)}
+        loss = sum(system.loss_weight(k) * v for k, v in losses.items() if system.loss_weight(k) > 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step > 0:  # the first step builds the occupancy grid
+            times.append(time.perf_counter() - t0)
+            samples.append(out.samples_evaluated / (batch.size * batch.height * batch.width))
+    system.eval()
+    view = dm.test_dataset[0]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        system._eval_images(view)
+    frame = time.perf_counter() - t0
+    name = preset.removesuffix(".yaml")
+    return {f"{name}: training step (s)": statistics.median(times), f"{name}: samples per ray, training": statistics.mean(samples),
+            f"{name}: test frame {view.height}x{view.width} (s)": frame}
+
+
 def bench_main_job(config: str, prompt: str, out: Path) -> dict:
     """The README's main job and its export, whole commands as a user runs them, with their splits.
 
@@ -209,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prior", default=None, help="prior directory (default: the preset's, i.e. the bundled prior)")
     ap.add_argument("--main-job", action="store_true", help="also run the README's main job and its export (about 90 s) and print their splits")
     ap.add_argument("--out", type=Path, default=Path("bench_runs/bench"), help="where --main-job writes its run")
+    ap.add_argument("--gpu-presets", action="store_true", help="also time a training step and a test frame of dreamfusion-if.yaml (about a minute)")
     args = ap.parse_args(argv)
     from lift3d.utils.library_logs import quiet_libraries
 
@@ -227,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     rows.update(bench_rasterizer())
     rows.update(bench_prior_guidance())
     rows["peak resident memory (MB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.gpu_presets:
+        rows.update(bench_gpu_preset_smoke())
     if args.main_job:
         rows.update(bench_main_job(args.config, args.prompt, args.out))
     width = max(len(k) for k in rows)

@@ -33,12 +33,18 @@ def test_model_cards_quote_the_measured_figures():
     assert f"object {metrics['kind']}" in clf_card and f"colour {metrics['colour']}" in clf_card
 
 
-def test_view_prior_card_quotes_its_measured_figures():
+def test_view_prior_card_quotes_its_measured_figures_and_the_prior_beats_returning_its_input():
     card = (BUNDLED["view"] / "README.md").read_text()
     ev = json.loads((BUNDLED["view"] / "eval.json").read_text())
-    for name in ("prior", "baseline (reference view)"):
-        r = ev[name]
+    rows = {name: r for name, r in ev.items() if isinstance(r, dict) and "psnr" in r}
+    assert "baseline (reference view)" in rows and len(rows) >= 2
+    for name, r in rows.items():
         assert f"| {name} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['mask_iou']:.3f} | {r['views']} |" in card
+    for name, use in ev["reference_use"].items():
+        assert f"| {name.replace('_', '-')} | {use['right']:.3f} | {use['wrong']:.3f} |" in card
+        assert use["right"] < 0.5 * use["wrong"]  # the prior reads its reference
+    base, prior = rows["baseline (reference view)"], rows["prior, guidance 1"]  # the shipped setting
+    assert prior["psnr"] > base["psnr"] and prior["ssim"] > base["ssim"] and prior["mask_iou"] > base["mask_iou"]
 
 
 def test_shipped_weights_fit_the_budget_and_are_safetensors():

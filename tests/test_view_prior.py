@@ -104,3 +104,30 @@ def test_image_encoder_sees_the_world_resolution():
     enc = build_image_encoder()
     out = enc(pixel_values=torch.rand(2, 3, 32, 32))
     assert out.image_embeds.shape == (2, enc.config.projection_dim)
+
+
+def test_an_x0_prior_trained_with_context_only_dropout_keeps_its_reference_in_the_unconditional_branch(tmp_path):
+    from lift3d.guidance.noise_prediction import to_epsilon
+
+    prior = load_view_prior(build_latent_view_prior(tmp_path / "zero123"))
+    prior.cc_projection.register_to_config(unconditional_keeps_reference=True)
+    prior.scheduler_config["prediction_type"] = "sample"
+    assert prior.unconditional_keeps_reference and prior.prediction_type == "sample"
+    x, t = torch.randn(1, 4, 8, 8), torch.tensor([700])
+    context, concat = prior.conditioning(torch.rand(1, 3, 16, 16), torch.tensor([[0.1, 0.5, 0.8, 0.2]]))
+    a = prior.alphas_cumprod[t].view(-1, 1, 1, 1)
+    with torch.no_grad():
+        uncond = prior.unet(torch.cat([x, concat], 1), t, encoder_hidden_states=torch.zeros_like(context)).sample
+        cond = prior.unet(torch.cat([x, concat], 1), t, encoder_hidden_states=context).sample
+        torch.testing.assert_close(prior.predict_noise(x, t, context, concat, 0.0), to_epsilon(uncond, x, a, "sample"), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(prior.predict_noise(x, t, context, concat, 1.0), to_epsilon(cond, x, a, "sample"), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(prior.conditional_noise(x, t, context, concat), to_epsilon(cond, x, a, "sample"), atol=1e-5, rtol=1e-4)
+
+
+def test_the_reference_is_resized_to_what_each_encoder_reads(tmp_path):
+    prior = load_view_prior(build_latent_view_prior(tmp_path / "zero123"))
+    big = torch.rand(1, 3, 64, 64)
+    small = torch.nn.functional.interpolate(big, (16, 16), mode="bilinear", align_corners=False, antialias=True)
+    context_big, concat_big = prior.conditioning(big, torch.zeros(1, 4))
+    assert concat_big.shape == (1, 4, 8, 8) and context_big.shape == (1, 1, 16)
+    torch.testing.assert_close(concat_big, prior.encode_reference(small))
