@@ -1,10 +1,15 @@
 """Imports every built-in module so that its ``@register`` runs."""
 
-from lift3d.backgrounds import neural_environment_map, solid_color  # noqa: F401
-from lift3d.data import random_camera, single_image  # noqa: F401
-from lift3d.geometry import implicit_volume  # noqa: F401
-from lift3d.guidance import sds, zero123  # noqa: F401
-from lift3d.materials import diffuse_with_point_light, no_material  # noqa: F401
-from lift3d.prompts import diffusers_prompt_processor  # noqa: F401
-from lift3d.renderers import volume  # noqa: F401
-from lift3d.systems import dreamfusion, zero123  # noqa: F401
+import lift3d.backgrounds.neural_environment_map  # noqa: F401
+import lift3d.backgrounds.solid_color  # noqa: F401
+import lift3d.data.random_camera  # noqa: F401
+import lift3d.data.single_image  # noqa: F401
+import lift3d.geometry.implicit_volume  # noqa: F401
+import lift3d.guidance.sds  # noqa: F401
+import lift3d.guidance.zero123  # noqa: F401
+import lift3d.materials.diffuse_with_point_light  # noqa: F401
+import lift3d.materials.no_material  # noqa: F401
+import lift3d.prompts.diffusers_prompt_processor  # noqa: F401
+import lift3d.renderers.volume  # noqa: F401
+import lift3d.systems.dreamfusion  # noqa: F401
+import lift3d.systems.zero123  # noqa: F401

@@ -39,6 +39,28 @@ def sds_weight(kind: str, alphas_cumprod_t: Tensor) -> Tensor:
     raise ValueError(kind)
 
 
+def encode_renders(rgb: Float[Tensor, "B H W 3"], image_size: int, vae=None) -> Float[Tensor, "B C S S"]:
+    """Renders in [0, 1] as a UNet's input: resized to the prior's image size, mapped to [-1, 1],
+    and for a latent prior encoded by its VAE (a posterior sample, times the scaling factor)."""
+    x = rgb.permute(0, 3, 1, 2)
+    if x.shape[-1] != image_size or x.shape[-2] != image_size:
+        x = F.interpolate(x, (image_size, image_size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > image_size)
+    x = x * 2 - 1
+    if vae is None:
+        return x
+    posterior = vae.encode(x.to(vae.dtype)).latent_dist
+    return (posterior.sample() * vae.config.scaling_factor).float()
+
+
+def weighted_residual(weighting: str, alphas_cumprod_t: Tensor, eps_hat: Tensor, noise: Tensor, grad_clip, step: int) -> Tensor:
+    """The SDS gradient w(t) (eps_hat - eps), clamped to ±``grad_clip`` (resolved at ``step``) when set."""
+    grad = sds_weight(weighting, alphas_cumprod_t) * (eps_hat - noise)
+    if grad_clip is not None:
+        clip = resolve(grad_clip, step)
+        grad = grad.clamp(-clip, clip)
+    return grad
+
+
 def timestep_range(min_step_percent, max_step_percent, num_train_timesteps: int, step: int) -> tuple[int, int]:
     """(lowest, highest) timestep to sample at ``step``, from scheduled fractions of the prior's timesteps."""
     n = num_train_timesteps
@@ -99,16 +121,7 @@ class DiffusersSDSGuidance(BaseGuidance):
 
     def encode(self, rgb: Float[Tensor, "B H W 3"]) -> Float[Tensor, "B C S S"]:
         """The UNet's input space: VAE latents (latent prior) or [-1, 1] pixels (pixel prior)."""
-        x = rgb.permute(0, 3, 1, 2)
-        size = self.prior.image_size
-        if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
-        x = x * 2 - 1
-        if self.prior.vae is None:
-            return x
-        vae = self.prior.vae
-        posterior = vae.encode(x.to(vae.dtype)).latent_dist
-        return (posterior.sample() * vae.config.scaling_factor).float()
+        return encode_renders(rgb, self.prior.image_size, self.prior.vae)
 
     def predict_noise(self, noisy: Tensor, t: Tensor, cond: Tensor, uncond: Tensor) -> Tensor:
         """Classifier-free-guided noise prediction (ε, whatever the prior predicts)."""
@@ -132,11 +145,7 @@ class DiffusersSDSGuidance(BaseGuidance):
         eps_hat, self.last_nonfinite_fraction = guard_finite(
             eps_hat, self.cfg.max_nonfinite_fraction, self.global_step, self.prior.path
         )
-        grad = sds_weight(self.cfg.weighting, a) * (eps_hat - noise)
-        if self.cfg.grad_clip is not None:
-            clip = resolve(self.cfg.grad_clip, self.global_step)
-            grad = grad.clamp(-clip, clip)
-        return grad
+        return weighted_residual(self.cfg.weighting, a, eps_hat, noise, self.cfg.grad_clip, self.global_step)
 
     def forward(
         self,

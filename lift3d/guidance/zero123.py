@@ -15,18 +15,17 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from lift3d.config import Scheduled, resolve
+from lift3d.config import Scheduled
 from lift3d.data.batch import CameraBatch
 from lift3d.errors import PriorError
 from lift3d.guidance.base import BaseViewGuidance, GuidanceOutput
 from lift3d.guidance.noise_prediction import guard_finite
 from lift3d.guidance.prior_path import resolve_prior_path
 from lift3d.guidance.relative_camera import CONVENTIONS, relative_camera_features
-from lift3d.guidance.sds import sds_weight, timestep_range
+from lift3d.guidance.sds import encode_renders, timestep_range, weighted_residual
 from lift3d.guidance.view_prior import ViewPrior, load_view_prior
 from lift3d.registry import register
 
@@ -92,15 +91,7 @@ class Zero123Guidance(BaseViewGuidance):
 
     def encode(self, rgb: Float[Tensor, "B H W 3"]) -> Float[Tensor, "B C S S"]:
         """The UNet's input space: [-1, 1] pixels at the prior's size, or scaled VAE latents."""
-        x = rgb.permute(0, 3, 1, 2)
-        size = self.prior.image_size
-        if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=x.shape[-1] > size)
-        x = x * 2 - 1
-        if self.prior.vae is None:
-            return x
-        vae = self.prior.vae
-        return vae.encode(x).latent_dist.sample() * vae.config.scaling_factor
+        return encode_renders(rgb, self.prior.image_size, self.prior.vae)
 
     def forward(
         self,
@@ -126,10 +117,7 @@ class Zero123Guidance(BaseViewGuidance):
             noisy = a.sqrt() * x.detach() + (1 - a).sqrt() * noise
             eps_hat = self.prior.predict_noise(noisy, t, context, concat, self.cfg.guidance_scale)
         eps_hat, self.last_nonfinite_fraction = guard_finite(eps_hat, self.cfg.max_nonfinite_fraction, self.global_step, self.prior.path)
-        grad = sds_weight(self.cfg.weighting, a) * (eps_hat - noise)
-        if self.cfg.grad_clip is not None:
-            clip = resolve(self.cfg.grad_clip, self.global_step)
-            grad = grad.clamp(-clip, clip)
+        grad = weighted_residual(self.cfg.weighting, a, eps_hat, noise, self.cfg.grad_clip, self.global_step)
         loss = (grad.detach() * x).sum() / b
         return GuidanceOutput(
             losses={"sds": loss},
