@@ -59,14 +59,16 @@ def _system(config: str, overrides: list[str]):
     return cfg, dm, system
 
 
-def bench_training_step(config: str, overrides: list[str], steps: int, shading: str | None = None) -> dict:
-    """Median time of each part of a training step; ``shading`` fixes the material's shading."""
+def bench_training_step(config: str, overrides: list[str], steps: int, shading: str | None = None, eval_frame: bool = False) -> dict:
+    """Median time of each part of a training step (``shading`` fixes the material's shading), the
+    samples per ray evaluated, and with ``eval_frame`` the time of one test frame."""
     cfg, dm, system = _system(config, overrides)
     system.train()
     if shading is not None:
         system.material.choose_shading = lambda: setattr(system.material, "shading", shading)
     opt = system.configure_optimizers()
     parts = {"render forward": [], "guidance": [], "backward": [], "optimizer": []}
+    samples = []
     for step in range(steps + 2):
         for m in system.lift3d_modules():
             m.update_step(step)
@@ -86,9 +88,18 @@ def bench_training_step(config: str, overrides: list[str], steps: int, shading: 
         if step >= 2:  # skip warm-up
             for key, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 parts[key].append(value)
+            samples.append(out.samples_evaluated / (batch.size * batch.height * batch.width))
     res = {f"step: {k} (ms)": 1000 * statistics.median(v) for k, v in parts.items()}
     res["step: total (ms)"] = sum(res.values())
     res["step: resolution x batch"] = f"{batch.height}x{batch.width} x {batch.size}"
+    if eval_frame:  # the samples per ray, and one test-turntable frame with its normal image
+        res["step: samples per ray evaluated"] = statistics.mean(samples)
+        system.eval()
+        view = dm.test_dataset[0]
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            system._eval_images(view)
+        res[f"test frame {view.height}x{view.width} (s)"] = time.perf_counter() - t0
     return res
 
 
@@ -172,34 +183,11 @@ def bench_gpu_preset_smoke(preset: str = "dreamfusion-if.yaml", steps: int = 3) 
     prior (the bundled text prior) stands in for the real one, so the guidance share is small.
     """
     config = str(Path(__file__).parents[1] / "configs" / preset)
-    cfg, dm, system = _system(config, ["system.prompt_processor.prompt=a red cube"])
-    system.train()
-    opt = system.configure_optimizers()
-    times, samples = [], []
-    for step in range(steps + 1):
-        for m in system.lift3d_modules():
-            m.update_step(step)
-        batch = dm.train_dataset.sample(step)
-        t0 = time.perf_counter()
-        out = system(batch, need_normal=system.loss_weight("orient") > 0)
-        g = system.guidance(out.comp_rgb, system.prompt_processor.embeddings, batch)
-        losses = {**g.losses, **system.regularizers(out)}
-        loss = sum(system.loss_weight(k) * v for k, v in losses.items() if system.loss_weight(k) > 0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step > 0:  # the first step builds the occupancy grid
-            times.append(time.perf_counter() - t0)
-            samples.append(out.samples_evaluated / (batch.size * batch.height * batch.width))
-    system.eval()
-    view = dm.test_dataset[0]
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        system._eval_images(view)
-    frame = time.perf_counter() - t0
+    res = bench_training_step(config, ["system.prompt_processor.prompt=a red cube"], steps, eval_frame=True)
     name = preset.removesuffix(".yaml")
-    return {f"{name}: training step (s)": statistics.median(times), f"{name}: samples per ray, training": statistics.mean(samples),
-            f"{name}: test frame {view.height}x{view.width} (s)": frame}
+    frame = next(k for k in res if k.startswith("test frame"))
+    return {f"{name}: training step (s)": res["step: total (ms)"] / 1000,
+            f"{name}: samples per ray, training": res["step: samples per ray evaluated"], f"{name}: {frame}": res[frame]}
 
 
 def bench_main_job(config: str, prompt: str, out: Path) -> dict:

@@ -14,10 +14,18 @@ ROOT = Path(__file__).parents[1]
 PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
+def required_values(preset: str) -> list[str]:
+    """The values each preset leaves to the user (???): a prompt, or an image (and a real prior's path)."""
+    if "zero123" not in preset:
+        return ["system.prompt_processor.prompt=a red cube"]
+    image = [f"data.image_path={ROOT / 'examples' / 'images' / 'a_green_house.png'}"]
+    return image if "bundled" in preset else [*image, "system.guidance.pretrained_model_name_or_path=/some/zero123"]
+
+
 def load(preset: str, *overrides: str) -> ExperimentConfig:
     """As launch.py parses: the overrides are the user's explicit keys."""
     with explicit_keys(override_keys(list(overrides))):
-        return parse(ExperimentConfig, load_mapping(ROOT / "configs" / preset, ["system.prompt_processor.prompt=a red cube", *overrides]))
+        return parse(ExperimentConfig, load_mapping(ROOT / "configs" / preset, [*required_values(preset), *overrides]))
 
 
 def test_child_configs_are_typed_dataclasses():
