@@ -82,6 +82,7 @@ class SingleImageIterable(IterableDataset):
     def __init__(self, cfg: SingleImageConfig, images: "ReferenceViews") -> None:
         self.cfg, self.images = cfg, images
         self.random = RandomCameraIterable(cfg.random_camera)
+        self._reference_cameras: dict[int, CameraBatch] = {}
 
     def start_at(self, index: int) -> None:
         self.random.start_at(index)
@@ -89,8 +90,10 @@ class SingleImageIterable(IterableDataset):
     def sample(self, index: int) -> ImageConditionedBatch:
         size = scheduled_int(self.cfg.reference_resolution, self.cfg.random_camera.resolution_schedule, index)
         ref = self.images.at(size)
+        if size not in self._reference_cameras:  # the same camera every step: its rays are built once per size
+            self._reference_cameras[size] = reference_camera(self.cfg, size)
         return ImageConditionedBatch(
-            reference=reference_camera(self.cfg, size),
+            reference=self._reference_cameras[size],
             reference_rgb=ref.rgb[None],
             reference_mask=ref.mask[None],
             random=self.random.sample(index),

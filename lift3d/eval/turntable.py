@@ -50,21 +50,18 @@ class Turntable:
 
 def load_turntable(trial: Path) -> Turntable:
     """Read the newest ``save/it<N>-test/`` frames of a trial (rgb | normal | opacity panels)."""
+    import lightning.pytorch as pl
+
     from lift3d.config import load_mapping, parse
-    from lift3d.data.random_camera import OrbitDataset
     from lift3d.experiment import ExperimentConfig
+    from lift3d.registry import find
 
     tests = sorted((trial / "save").glob("it*-test"), key=lambda p: int(p.name[2:-5]))
     if not tests:
         raise FileNotFoundError(f"{trial} has no test turntable (save/it<N>-test/); run launch.py with --test")
     files = sorted(tests[-1].glob("*.png"))
     cfg = parse(ExperimentConfig, load_mapping(trial / "configs" / "parsed.yaml", []))
-    if hasattr(cfg.data, "random_camera"):  # image-to-3D: the orbit starts at the reference camera
-        from lift3d.data.single_image import ReferenceOrbit
-
-        orbit = ReferenceOrbit(cfg.data, cfg.data.random_camera.n_test_views)
-    else:
-        orbit = OrbitDataset(cfg.data, cfg.data.n_test_views)
+    orbit = find(cfg.data_type, pl.LightningDataModule)(cfg.data).test_dataset  # the cameras the run's test used
     rgb, opacity, cams = [], [], []
     for f in files:
         img = torch.from_numpy(iio.imread(f).astype(np.float32) / 255.0)
