@@ -87,5 +87,5 @@ def extract_isosurface(geometry, resolution: int = 128, threshold: float | None 
 def vertex_albedo(geometry, material, vertices: np.ndarray, chunk: int = 65536) -> np.ndarray:
     device = next(geometry.parameters()).device
     pts = torch.from_numpy(vertices).to(device)
-    out = [material.albedo(geometry(p).features) for p in pts.split(chunk)]
+    out = [material.albedo(geometry.features_at(p)) for p in pts.split(chunk)]
     return torch.cat(out).cpu().numpy().astype(np.float32)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lift3d.errors import RunError
+from lift3d.geometry.base import BaseExplicitGeometry
 from lift3d.export.isosurface import Mesh, auto_threshold, marching_cubes_mesh, occupied_bbox, scene_box, vertex_albedo
 from lift3d.export.surface_level import SurfaceLevel, silhouette_matched_level
 from lift3d.export.mesh_cleanup import decimate, remove_small_components, smooth
@@ -51,8 +52,16 @@ def evenly_spaced(items: list, n: int) -> list:
 
 
 def choose_surface(system, cfg, cameras: list | None, opacity: list[torch.Tensor] | None) -> tuple[Mesh, SurfaceLevel]:
-    """The isosurface mesh at the level ``cfg`` asks for (a number, or the automatic rule)."""
+    """The isosurface mesh at the level ``cfg`` asks for (a number, or the automatic rule); a mesh
+    geometry (DMTet) gives its own mesh, which is what it renders."""
     geometry = system.geometry
+    if isinstance(geometry, BaseExplicitGeometry):
+        with torch.no_grad():
+            tri = geometry.isosurface()
+        if tri.n_faces == 0:
+            raise RunError("the mesh geometry has no surface (its SDF is positive everywhere); train longer or convert from a coarse run")
+        mesh = Mesh(tri.v_pos.cpu().numpy().astype(np.float32), tri.t_idx.cpu().numpy().astype(np.int64))
+        return mesh, SurfaceLevel(0.0, float("nan"), "mesh")
     lo, hi = scene_box(geometry)
     density = geometry.density_grid(cfg.resolution).cpu()
     if cfg.threshold is not None:
@@ -87,7 +96,9 @@ def textured_mesh(system, cfg, cameras: list | None = None, opacity: list[torch.
     timings["isosurface"] = time.perf_counter() - t
     t = time.perf_counter()
     mesh = remove_small_components(mesh, cfg.min_component_fraction)
-    mesh = decimate(smooth(mesh, cfg.smooth_iterations), cfg.max_faces)
+    if surface.rule != "mesh":  # a mesh geometry's surface is exported as it renders: no smoothing
+        mesh = smooth(mesh, cfg.smooth_iterations)
+    mesh = decimate(mesh, cfg.max_faces)
     timings["cleanup, smoothing, decimation"] = time.perf_counter() - t
     t = time.perf_counter()
     mesh, uvs = unwrap(mesh)
@@ -103,7 +114,7 @@ def albedo_function(system):
     @torch.no_grad()
     def albedo_at(points: torch.Tensor) -> torch.Tensor:
         device = next(system.geometry.parameters()).device
-        out = [system.material.albedo(system.geometry(p.to(device)).features).cpu() for p in points.split(65536)]
+        out = [system.material.albedo(system.geometry.features_at(p.to(device))).cpu() for p in points.split(65536)]
         return torch.cat(out)
 
     return albedo_at
@@ -127,8 +138,8 @@ def export_system(system, save_dir: Path, cfg, cameras=None, fps: int = 30) -> l
         result.timings = {"nerf renders": nerf_seconds, **result.timings}
     s = result.surface
     how = {"user": "export.threshold", "otsu": "Otsu's method on log density",
-           "silhouettes": f"silhouettes of {min(cfg.silhouette_views, len(cameras or []))} test views, level-set IoU {s.silhouette_iou:.3f}"}[s.rule]
-    print(f"surface: density level {s.level:.4g} ({how})")
+           "silhouettes": f"silhouettes of {min(cfg.silhouette_views, len(cameras or []))} test views, level-set IoU {s.silhouette_iou:.3f}"}.get(s.rule)
+    print(f"surface: density level {s.level:.4g} ({how})" if how else "surface: the geometry's own mesh (SDF zero level)")
     if s.rule == "otsu" and cfg.threshold_rule == "silhouettes":
         print("note: no test cameras to compare silhouettes with; the level came from Otsu's method")
     print(f"mesh: {len(result.mesh.faces):,} faces, {cfg.texture_size}² texture; "

@@ -36,8 +36,8 @@ class SurfaceLevel:
     """Density of the isosurface."""
     silhouette_iou: float
     """IoU of the level set's silhouettes with the NeRF's (opacity > 0.5), pooled over the cameras."""
-    rule: Literal["silhouettes", "otsu", "user"]
-    """How it was chosen: ``silhouettes``, ``otsu`` or ``user``."""
+    rule: Literal["silhouettes", "otsu", "user", "mesh"]
+    """How it was chosen: ``silhouettes``, ``otsu`` or ``user``; ``mesh``: a mesh geometry's own surface (no level)."""
 
 
 def ray_max_density(

@@ -1,4 +1,9 @@
-"""Interface of geometry modules: density (or SDF) and surface features at points."""
+"""Interface of geometry modules.
+
+Two kinds answer the same question, "what colour features does the surface have at these points":
+an implicit geometry (a density field, rendered by ray marching) and an explicit one (a triangle
+mesh it extracts itself, rendered by rasterization).
+"""
 
 from __future__ import annotations
 
@@ -23,10 +28,21 @@ class GeometryOutput:
     """Unit outward normals, when requested."""
 
 
-class BaseImplicitGeometry(Lift3DModule):
-    """A field over the scene box ``[-radius, radius]^3``."""
+class BaseGeometry(Lift3DModule):
+    """Any geometry over the scene box ``[-radius, radius]^3``."""
 
     radius: float = 1.0
+
+    def features_at(self, points: Float[Tensor, "N 3"]) -> Float[Tensor, "N C"]:
+        """Surface features (e.g. albedo) at points; used by mesh renderers and the texture bake."""
+        raise NotImplementedError
+
+
+class BaseImplicitGeometry(BaseGeometry):
+    """A density field over the scene box ``[-radius, radius]^3``."""
+
+    def features_at(self, points: Float[Tensor, "N 3"]) -> Float[Tensor, "N C"]:
+        return self(points).features
 
     def forward(self, points: Float[Tensor, "N 3"], with_normal: bool = False) -> GeometryOutput:
         raise NotImplementedError
@@ -51,3 +67,11 @@ class BaseImplicitGeometry(Lift3DModule):
         device = next(self.parameters()).device
         out = [self.forward_density(p.to(device)) for p in pts.split(chunk)]
         return torch.cat(out).reshape(resolution, resolution, resolution)
+
+
+class BaseExplicitGeometry(BaseGeometry):
+    """A geometry that is a triangle mesh (e.g. DMTet), differentiable in its parameters."""
+
+    def isosurface(self) -> "TriangleMesh":  # noqa: F821
+        """The current surface mesh (a :class:`lift3d.geometry.triangle_mesh.TriangleMesh`)."""
+        raise NotImplementedError

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from lift3d.backgrounds.base import BaseBackground
 from lift3d.data.batch import CameraBatch
-from lift3d.geometry.base import BaseImplicitGeometry
+from lift3d.geometry.base import BaseGeometry, BaseImplicitGeometry
 from lift3d.materials.base import BaseMaterial
 from lift3d.module import Lift3DModule
 
@@ -34,12 +34,17 @@ class RenderOutput:
     """Sample points at which the geometry was evaluated."""
     samples_total: int = 0
     """Sample points before empty-space skipping."""
+    mesh: object | None = None
+    """The rendered :class:`~lift3d.geometry.triangle_mesh.TriangleMesh` (mesh renderers), for mesh regularizers."""
 
 
 class BaseRenderer(Lift3DModule):
     """Renders geometry + material + background for a camera batch."""
 
-    def __init__(self, cfg, geometry: BaseImplicitGeometry, material: BaseMaterial, background: BaseBackground) -> None:
+    geometry_class: type = BaseImplicitGeometry
+    """The kind of geometry this renderer can draw (a density field for ray marching, a mesh for rasterizing)."""
+
+    def __init__(self, cfg, geometry: BaseGeometry, material: BaseMaterial, background: BaseBackground) -> None:
         super().__init__(cfg)
         self.geometry = geometry
         self.material = material

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from lift3d.config import Scheduled, module_field
 from lift3d.data.batch import CameraBatch
-from lift3d.renderers.base import RenderOutput
+from lift3d.geometry.base import BaseExplicitGeometry, BaseGeometry
+from lift3d.renderers.base import BaseRenderer, RenderOutput
 from lift3d.errors import ConfigError
 from lift3d.materials.base import BaseMaterial
 from lift3d.registry import find, register
@@ -41,7 +42,7 @@ class DreamFusionSystem(BaseLift3DSystem):
     class Config:
         geometry_type: str = "implicit-volume"
         """Registered geometry module."""
-        geometry: object = module_field("geometry_type", "lift3d.geometry.base.BaseImplicitGeometry")
+        geometry: object = module_field("geometry_type", "lift3d.geometry.base.BaseGeometry")
         """Config of the geometry module."""
         material_type: str = "diffuse-with-point-light"
         """Registered material module."""
@@ -74,7 +75,7 @@ class DreamFusionSystem(BaseLift3DSystem):
         super().__init__(cfg)
         # the prompt and the prior are checked first: a prompt the prior can't read stops here
         self.build_guidance(cfg)
-        self.geometry = self.build("lift3d.geometry.base.BaseImplicitGeometry", cfg.geometry_type, cfg.geometry)
+        self.geometry = self.build("lift3d.geometry.base.BaseGeometry", cfg.geometry_type, cfg.geometry)
         self.material = self.build("lift3d.materials.base.BaseMaterial", cfg.material_type, cfg.material)
         self.background = self.build("lift3d.backgrounds.base.BaseBackground", cfg.background_type, cfg.background)
         self.renderer = self.build(
@@ -88,7 +89,7 @@ class DreamFusionSystem(BaseLift3DSystem):
         self.guidance = self.build(self.guidance_kind, cfg.guidance_type, cfg.guidance)
 
     TRAINABLE = (
-        ("geometry", "lift3d.geometry.base.BaseImplicitGeometry"),
+        ("geometry", "lift3d.geometry.base.BaseGeometry"),
         ("material", "lift3d.materials.base.BaseMaterial"),
         ("background", "lift3d.backgrounds.base.BaseBackground"),
     )
@@ -98,6 +99,14 @@ class DreamFusionSystem(BaseLift3DSystem):
     def config_errors(cls, cfg, path: str) -> list[str]:
         errors = super().config_errors(cfg, path)
         material_cls = find(cfg.material_type, BaseMaterial)
+        geometry_cls = find(cfg.geometry_type, BaseGeometry)
+        renderer_cls = find(cfg.renderer_type, BaseRenderer)
+        if not issubclass(geometry_cls, renderer_cls.geometry_class):
+            fix = "mesh-rasterize-renderer" if issubclass(geometry_cls, BaseExplicitGeometry) else "nerf-volume-renderer"
+            errors.append(f"{path}.renderer_type: {cfg.renderer_type!r} cannot draw geometry {cfg.geometry_type!r}; use {fix}")
+        if issubclass(geometry_cls, BaseExplicitGeometry) and _ever_positive(cfg.loss.get("lambda_orient", 0.0)):
+            errors.append(f"{path}.loss.lambda_orient: the orientation loss is for density fields; a mesh's faces already "
+                          "face outward: set it to 0")
         normal_type = getattr(cfg.geometry, "normal_type", None)
         if normal_type == "none":
             fix = f"set {path}.geometry.normal_type to analytic or finite_difference"

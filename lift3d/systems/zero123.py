@@ -45,7 +45,7 @@ class Zero123System(DreamFusionSystem):
     class Config:
         geometry_type: str = "implicit-volume"
         """Registered geometry module."""
-        geometry: object = module_field("geometry_type", "lift3d.geometry.base.BaseImplicitGeometry")
+        geometry: object = module_field("geometry_type", "lift3d.geometry.base.BaseGeometry")
         """Config of the geometry module."""
         material_type: str = "no-material"
         """Registered material module (the input's shading is baked into the colours)."""

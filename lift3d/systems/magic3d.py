@@ -1,0 +1,77 @@
+"""``magic3d-system``: Magic3D, a coarse NeRF then the same asset refined as a DMTet mesh.
+
+* ``stage: coarse`` is DreamFusion's optimisation of a hash-grid NeRF (volume renderer).
+* ``stage: refine`` optimises a mesh geometry (``tetrahedra-sdf-grid``) rendered by a rasterizer,
+  started from a coarse run by ``geometry_convert_from`` (:mod:`lift3d.geometry.convert`), with
+  the mesh regularisers ``normal_consistency`` and ``laplacian_smoothness`` (scheduled weights).
+
+A fresh refine run converts once, before any file is written; a resumed one (``resume=``) takes
+the mesh geometry from its own checkpoint and does not read the coarse run again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+
+from lift3d.geometry.base import BaseExplicitGeometry, BaseGeometry, BaseImplicitGeometry
+from lift3d.registry import find, register
+from lift3d.renderers.base import RenderOutput
+from lift3d.systems.dreamfusion import DreamFusionSystem, _ever_positive
+
+
+@register("magic3d-system")
+class Magic3DSystem(DreamFusionSystem):
+    """DreamFusion's loop with a stage switch: NeRF (coarse) or DMTet mesh (refine)."""
+
+    regularizer_names = DreamFusionSystem.regularizer_names + ("normal_consistency", "laplacian_smoothness")
+
+    @dataclass
+    class Config(DreamFusionSystem.Config):
+        stage: Literal["coarse", "refine"] = "coarse"
+        """``coarse``: a NeRF geometry; ``refine``: a mesh geometry (tetrahedra-sdf-grid) on a mesh renderer."""
+        geometry_convert_from: Optional[str] = None
+        """Refine: the coarse trial directory to start from (SDF from its density, colour field copied)."""
+        geometry_convert_inherit_texture: bool = True
+        """Copy the coarse run's colour field (hash grid + MLP; the encodings must match)."""
+        geometry_convert_level: Optional[float] = None
+        """Density of the coarse surface; null: the level whose silhouettes match the NeRF's renders best."""
+        geometry_convert_resolution: int = 128
+        """Density grid resolution sampled for the conversion."""
+
+    @classmethod
+    def config_errors(cls, cfg, path: str) -> list[str]:
+        errors = super().config_errors(cfg, path)
+        geometry_cls = find(cfg.geometry_type, BaseGeometry)
+        if cfg.stage == "coarse" and not issubclass(geometry_cls, BaseImplicitGeometry):
+            errors.append(f"{path}.geometry_type: the coarse stage optimises a NeRF, not {cfg.geometry_type!r}; "
+                          f"use implicit-volume, or set {path}.stage=refine")
+        if cfg.stage == "refine" and not issubclass(geometry_cls, BaseExplicitGeometry):
+            errors.append(f"{path}.geometry_type: the refine stage optimises a mesh, not {cfg.geometry_type!r}; "
+                          f"use tetrahedra-sdf-grid, or set {path}.stage=coarse")
+        if cfg.stage == "coarse" and cfg.geometry_convert_from:
+            errors.append(f"{path}.geometry_convert_from: only the refine stage starts from another run; set {path}.stage=refine")
+        for name in ("normal_consistency", "laplacian_smoothness"):
+            if cfg.stage == "coarse" and _ever_positive(cfg.loss.get(f"lambda_{name}", 0.0)):
+                errors.append(f"{path}.loss.lambda_{name}: a mesh regulariser, but the coarse stage has no mesh; set it to 0")
+        return errors
+
+    def prepare_run(self, resuming: bool) -> None:
+        if self.cfg.stage != "refine" or resuming or not self.cfg.geometry_convert_from:
+            return
+        from lift3d.geometry.convert import convert_to_mesh_geometry
+
+        report = convert_to_mesh_geometry(self.geometry, self.cfg.geometry_convert_from, self.cfg.geometry_convert_inherit_texture,
+                                          self.cfg.geometry_convert_level, self.cfg.geometry_convert_resolution)
+        print(report.line())
+
+    def regularizers(self, out: RenderOutput) -> dict[str, torch.Tensor]:
+        losses = super().regularizers(out)
+        if out.mesh is not None:
+            if self.loss_weight("normal_consistency") > 0:
+                losses["normal_consistency"] = out.mesh.normal_consistency()
+            if self.loss_weight("laplacian_smoothness") > 0:
+                losses["laplacian_smoothness"] = out.mesh.laplacian_smoothness()
+        return losses
