@@ -84,7 +84,7 @@ class TriangleMesh:
         _, labels = connected_components(graph, directed=False)
         return torch.from_numpy(labels[self.t_idx[:, 0].cpu().numpy()]).to(self.t_idx.device)
 
-    def remove_small_components(self, min_faces: float) -> "TriangleMesh":
+    def remove_small_components(self, min_faces: float | int) -> "TriangleMesh":
         """Drop connected pieces with fewer faces than ``min_faces`` (a count, or below 1 a fraction
         of all faces); vertices keep their gradients."""
         if self.n_faces == 0:

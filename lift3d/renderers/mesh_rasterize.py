@@ -3,7 +3,7 @@
 Per pixel: the visible triangle, its interpolated world position and vertex normal, the
 geometry's colour features at that position, the material's shading under the batch's light
 (the volume renderer's light model), composited over the background. Silhouette edges are
-anti-aliased (:func:`lift3d.renderers.rasterizer.antialias`) so image losses move vertices.
+anti-aliased in training (:func:`lift3d.renderers.rasterizer.antialias`) so image losses move vertices.
 Returns the same :class:`RenderOutput` as the volume renderer, plus the mesh for mesh regularizers.
 """
 
@@ -32,7 +32,10 @@ class MeshRasterizeRenderer(BaseRenderer):
         backend: Literal["torch", "nvdiffrast"] = "torch"
         """Coverage pass: the PyTorch reference (any device) or nvdiffrast (CUDA, must be installed)."""
         antialias: bool = True
-        """Blend silhouette edges (gives image losses gradients with respect to the outline)."""
+        """Blend silhouette edges in training renders (gives image losses gradients with respect to the
+        outline). Renders without gradients (validation, test, export checks) sample pixel centres, as
+        the volume renderer does, so their silhouettes compare one to one: the blend counts a corner
+        pixel's two edges separately and would shrink thresholded silhouettes by about a third of a pixel."""
 
     def __init__(self, cfg: Config, geometry, material, background) -> None:
         super().__init__(cfg, geometry, material, background)
@@ -64,7 +67,7 @@ class MeshRasterizeRenderer(BaseRenderer):
         fg = colour.new_zeros(b * h * w, 3).index_put((sel,), colour).reshape(b, h, w, 3)
         opacity = mask[..., None].to(fg.dtype)
         rgb = fg + (1 - opacity) * bg
-        if self.cfg.antialias:
+        if self.cfg.antialias and torch.is_grad_enabled():
             rgb = antialias(rgb, rast, clip, mesh.t_idx)
             opacity = antialias(opacity, rast, clip, mesh.t_idx)
         depth = ((position - batch.rays_o) * batch.rays_d).sum(-1, keepdim=True) * mask[..., None]

@@ -113,8 +113,10 @@ def antialias(
     triangle's edge crossing the segment between their centres (not an edge shared with the
     other pixel's triangle) is located at fraction ``t`` from the front pixel. If it lies past the
     midpoint, the other pixel takes ``t - 0.5`` of the front colour; otherwise the front pixel
-    takes ``0.5 - t`` of the other colour. ``t`` depends on the vertex positions, so the image
-    has gradients with respect to them where a silhouette is.
+    takes ``0.5 - t`` of the other colour, each scaled by the pass's share of the edge normal
+    (``n_x^2`` for horizontal pairs, ``n_y^2`` for vertical ones), so that a pixel reached by a
+    slanted edge from both directions is blended once in total. ``t`` depends on the vertex
+    positions, so the image has gradients with respect to them where a silhouette is.
     """
     bsz, h, w = rast.tri_id.shape
     x, y, _, _ = rt.to_screen(clip, h, w)
@@ -124,7 +126,7 @@ def antialias(
     depth = rast.depth.reshape(-1)
     idx = torch.arange(bsz * h * w, device=colour.device).view(bsz, h, w)
     f_all = faces.long()
-    for p_idx, q_idx in ((idx[:, :, :-1], idx[:, :, 1:]), (idx[:, :-1, :], idx[:, 1:, :])):
+    for horizontal, (p_idx, q_idx) in ((True, (idx[:, :, :-1], idx[:, :, 1:])), (False, (idx[:, :-1, :], idx[:, 1:, :]))):
         p_idx, q_idx = p_idx.reshape(-1), q_idx.reshape(-1)
         tp, tq = tri[p_idx], tri[q_idx]
         pick = (tp != tq) & ((tp >= 0) | (tq >= 0))
@@ -164,9 +166,16 @@ def antialias(
         if not keep.any():
             continue
         t_k, front, other = t_min[keep], front[keep], other[keep]
+        # a slanted edge is crossed by a horizontal and a vertical pair of the same pixel: each
+        # pass blends by its share of the edge's normal (n_x^2 or n_y^2), so the two add up to one
+        # blend, not two, and silhouettes keep their area
+        bk = b[keep]
+        ex = x[bk, e1[keep]] - x[bk, e0[keep]]
+        ey = y[bk, e1[keep]] - y[bk, e0[keep]]
+        share = ((ey if horizontal else ex) ** 2 / (ex**2 + ey**2).clamp(min=1e-12))[:, None]
         cf, co = flat_colour[front], flat_colour[other]
-        into_other = (t_k - 0.5).clamp(min=0)[:, None]
-        into_front = (0.5 - t_k).clamp(min=0)[:, None]
+        into_other = share * (t_k - 0.5).clamp(min=0)[:, None]
+        into_front = share * (0.5 - t_k).clamp(min=0)[:, None]
         delta = delta.index_add(0, other, into_other * (cf - co))
         delta = delta.index_add(0, front, into_front * (co - cf))
     return (flat_colour + delta).view_as(colour)
