@@ -23,3 +23,20 @@ def launch(args: list[str], cwd: Path, prelude: str = "", **kw) -> subprocess.Co
 
 def trial_dirs(root: Path) -> list[Path]:
     return sorted(p.parent.parent for p in root.glob("*/*/configs/parsed.yaml"))
+
+
+def assert_valid_gltf(path: Path) -> None:
+    """The Khronos glTF validator finds no error in ``path`` (skips where node or it is absent)."""
+    import shutil
+
+    import pytest
+
+    validator = Path(__file__).parent / "node_modules" / "gltf-validator"
+    node = shutil.which("node")
+    if node is None or not validator.exists():
+        pytest.skip("node or the npm package gltf-validator is absent (.ci/run installs both)")
+    code = ("const v=require('gltf-validator');const fs=require('fs');"
+            f"v.validateBytes(new Uint8Array(fs.readFileSync({str(path)!r}))).then(r=>"
+            "{console.log(JSON.stringify(r.issues));process.exit(r.issues.numErrors>0?1:0)})")
+    proc = subprocess.run([node, "-e", code], capture_output=True, text=True, cwd=Path(__file__).parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -28,9 +28,10 @@ TRAINING = [("red", "house"), ("white", "snowman"), ("pink", "mug"), ("blue", "s
 """Training captions of the benchmark (the first three are asymmetric)."""
 
 
-def run_one(colour: str, kind: str, view_dependent: bool, out: Path, config: Path, extra: list[str]) -> dict:
+def run_one(colour: str, kind: str, view_dependent: bool, out: Path, config: Path, extra: list[str], stage: str = "") -> dict:
+    """Train one caption as a user would and score its turntable; ``stage`` names a later stage's run."""
     prompt = caption(colour, kind)
-    name = f"{colour}-{kind}" + ("" if view_dependent else "-no-vdp")
+    name = f"{colour}-{kind}" + ("" if view_dependent else "-no-vdp") + (f"-{stage}" if stage else "")
     t0 = time.time()
     cmd = [sys.executable, str(ROOT / "launch.py"), "--config", str(config), "--train",
            f"system.prompt_processor.prompt={prompt}", f"exp_root_dir={out / 'runs'}", f"name={name}",

@@ -31,6 +31,17 @@ from lift3d.errors import ConfigError
 
 
 @dataclass
+class StageConfig:
+    """A later stage of a multi-stage method (e.g. Magic3D's mesh refinement)."""
+
+    preset: str
+    """YAML preset of the stage; it starts from the previous stage's trial (``system.geometry_convert_from``)."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Config overrides of this stage. The prompt, the seed and the grid's values are passed on too;
+    the suite-level ``overrides`` are not (they are often another geometry's or renderer's keys)."""
+
+
+@dataclass
 class MethodConfig:
     """One method of a suite: a preset and the overrides that make it this method."""
 
@@ -40,6 +51,9 @@ class MethodConfig:
     """YAML preset, relative to the suite file or the lift3d checkout (e.g. ``configs/dreamfusion-bundled.yaml``)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Config overrides of this method, ``key: value`` with dotted keys."""
+    then: list[StageConfig] = field(default_factory=list)
+    """Later stages, run in order, each from the previous one's trial; the method's result is the
+    last stage's (exported and scored), its wall time that of all stages."""
 
 
 @dataclass
@@ -77,6 +91,8 @@ class RunSpec:
     overrides: list[str]
     export: bool
     clip_model: str | None
+    stages: list[dict] = field(default_factory=list)
+    """Later stages: ``{"preset": path, "overrides": [key=value, ...]}`` each."""
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -149,11 +165,29 @@ def expand(suite: SuiteConfig, suite_path: str | Path) -> list[RunSpec]:
                             parse(ExperimentConfig, load_mapping(preset, overrides))
                     except ConfigError as exc:
                         raise ConfigError(f"method {method.name!r}: {exc}") from exc
+                    stages = [_stage_spec(method.name, i, stage, suite_dir, {**stage.overrides, **hparams, "seed": seed,
+                                                                          "system.prompt_processor.prompt": prompt})
+                              for i, stage in enumerate(method.then, start=2)]
                     hp = "_".join(f"{k.rsplit('.', 1)[-1]}-{_slug(_value_text(v))}" for k, v in hparams.items())
                     run_id = "__".join(x for x in (method.name, hp, _slug(prompt), f"s{seed}") if x)
-                    runs.append(RunSpec(run_id, method.name, str(preset), prompt, seed, hparams, overrides, suite.export, suite.clip_model))
+                    runs.append(RunSpec(run_id, method.name, str(preset), prompt, seed, hparams, overrides, suite.export, suite.clip_model, stages))
     ids = [r.run_id for r in runs]
     clash = next((i for i in ids if ids.count(i) > 1), None)
     if clash is not None:
         raise ConfigError(f"two runs of the suite would both be named {clash!r} (prompts or grid values that differ only in punctuation); make them distinct")
     return runs
+
+
+def _stage_spec(method: str, number: int, stage: StageConfig, suite_dir: Path, values: dict[str, Any]) -> dict:
+    """A later stage's preset and overrides, checked by parsing (its source trial is filled in by the worker)."""
+    from lift3d.experiment import ExperimentConfig
+
+    preset = _resolve_preset(stage.preset, suite_dir)
+    overrides = [f"{k}={_value_text(v)}" for k, v in values.items()]
+    check = [*overrides, "system.geometry_convert_from=<previous stage>"]
+    try:
+        with explicit_keys(override_keys(check)):
+            parse(ExperimentConfig, load_mapping(preset, check))
+    except ConfigError as exc:
+        raise ConfigError(f"method {method!r}, stage {number}: {exc}") from exc
+    return {"preset": str(preset), "overrides": overrides}

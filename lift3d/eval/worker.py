@@ -60,6 +60,15 @@ def work(spec: dict, run_dir: Path) -> dict:
     if code != 0:
         raise RuntimeError(f"training stopped with exit code {code}")
     trial = _find_trial(root / "run")
+    for number, stage in enumerate(spec.get("stages", []), start=2):
+        broken = non_finite(trial)
+        if broken is not None:
+            raise FloatingPointError(f"stage {number - 1}: {broken}")
+        code = lift3d_run(["--config", stage["preset"], "--train", *stage["overrides"], f"system.geometry_convert_from={trial}",
+                           f"exp_root_dir={root}", f"name=stage{number}", "use_timestamp=false", "trainer.enable_progress_bar=false"])
+        if code != 0:
+            raise RuntimeError(f"stage {number} stopped with exit code {code}")
+        trial = _find_trial(root / f"stage{number}")
     broken = non_finite(trial)
     if broken is not None:
         raise FloatingPointError(broken)
