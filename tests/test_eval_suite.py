@@ -211,3 +211,42 @@ def test_ray_engine_gives_the_same_results(local_run, tmp_path):
         assert r["status"] == "ok"
         for key, value in local[run_id]["metrics"].items():
             assert r["metrics"][key] == pytest.approx(value, abs=0.02), (run_id, key)
+
+
+def two_stage_suite(path: Path, refine_overrides: dict) -> Path:
+    coarse = {"trainer.max_steps": 4, "trainer.val_check_interval": 4, "checkpoint.every_n_train_steps": 4,
+              "data.n_val_views": 1, "data.n_test_views": 4, "data.eval_resolution": 32, "data.resolution": 16,
+              "system.renderer.num_samples_per_ray": 16, "system.geometry.encoding.n_levels": 4}
+    refine = {"trainer.max_steps": 4, "trainer.val_check_interval": 4, "checkpoint.every_n_train_steps": 4,
+              "data.n_val_views": 1, "data.n_test_views": 4, "data.eval_resolution": 32, "data.resolution": 16,
+              "system.geometry.isosurface_resolution": 16, "system.geometry.encoding.n_levels": 4, **refine_overrides}
+    suite = {"name": "two-stage", "prompts": ["a green cube"], "seeds": [0],
+             "methods": [{"name": "magic3d", "preset": str(ROOT / "configs" / "magic3d-coarse-bundled.yaml"), "overrides": coarse,
+                          "then": [{"preset": str(ROOT / "configs" / "magic3d-refine-bundled.yaml"), "overrides": refine}]}],
+             "overrides": {"export.resolution": 32, "export.texture_size": 64}}
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def test_a_two_stage_method_runs_as_one_method(tmp_path):
+    suite = two_stage_suite(tmp_path / "two-stage.yaml", {})
+    (spec,) = expand(load_suite(suite), suite)
+    assert len(spec.stages) == 1 and "system.prompt_processor.prompt=a green cube" in spec.stages[0]["overrides"]
+    out = tmp_path / "out"
+    proc = lift3d_eval(suite, "--out", out, "--workers", 1)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = rows_of(out)
+    assert row["status"] == "ok", row.get("error")
+    trial = Path(row["artefacts"]["trial"])
+    assert trial.parent.name == "stage2"  # the method's result is its last stage
+    parsed = yaml.safe_load((trial / "configs" / "parsed.yaml").read_text())
+    assert parsed["system"]["stage"] == "refine" and "/run/" in parsed["system"]["geometry_convert_from"]
+    assert json.loads(next(trial.glob("save/it*-export/export.json")).read_text())["surface"]["rule"] == "mesh"
+    assert 0 < row["metrics"]["silhouette_iou"] <= 1 and Path(row["artefacts"]["mesh"]).is_file()
+
+
+def test_a_later_stage_with_a_bad_key_stops_the_suite_before_any_work(tmp_path, capsys):
+    suite = two_stage_suite(tmp_path / "bad.yaml", {"system.geometry.isosurface_resolutoin": 8})
+    code, err = eval_in_process(capsys, suite, "--out", tmp_path / "out")
+    assert code == 2 and "stage 2" in err and "did you mean 'isosurface_resolution'" in err
+    assert not (tmp_path / "out").exists()

@@ -54,12 +54,40 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def picture(rows: list[dict], path: Path, frames: tuple[int, ...] = (0, 8, 23, 38)) -> None:
+    """Per caption a row: coarse normals then refine normals from the same turntable frames."""
+    import imageio.v3 as iio
+
+    by_caption: dict[str, dict[str, Path]] = {}
+    for r in rows:
+        if "error" not in r:
+            by_caption.setdefault(r["caption"], {})[r["method"]] = Path(r["trial"])
+    strips = []
+    for trials in by_caption.values():
+        if set(trials) != set(METHODS):
+            continue
+        panels = []
+        for method in METHODS:
+            test = sorted((trials[method] / "save").glob("it*-test"), key=lambda p: int(p.name[2:-5]))[-1]
+            for i in frames:
+                img = iio.imread(test / f"{i:03d}.png")
+                h = img.shape[0]
+                panels.append(img[:, h:2 * h])  # the normal panel of rgb | normal | opacity
+            panels.append(np.full((h, 8, 3), 255, np.uint8))
+        strips.append(np.concatenate(panels[:-1], axis=1))
+    if strips:
+        from lift3d.utils.io import write_png
+
+        write_png(path, np.concatenate(strips, axis=0))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("bench_runs/magic3d"))
     ap.add_argument("--coarse-config", type=Path, default=ROOT / "configs" / "magic3d-coarse-bundled.yaml")
     ap.add_argument("--refine-config", type=Path, default=ROOT / "configs" / "magic3d-refine-bundled.yaml")
     ap.add_argument("--captions", nargs="+", default=None, metavar="CAPTION", help='run only these captions (e.g. "a green cube")')
+    ap.add_argument("--picture", type=Path, default=None, help="write coarse | refine normals per caption to this PNG")
     ap.add_argument("overrides", nargs="*", help="config overrides of the refine stage")
     args = ap.parse_args(argv)
     if args.captions:  # --captions is greedy: key=value items after it are overrides
@@ -94,5 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [latest[(c, k, m)] for c, k in jobs for m in METHODS if (c, k, m) in latest]
     text = table(rows)
     atomic_write_text(args.out / "table.md", text + "\n")
+    if args.picture is not None:
+        picture(rows, args.picture)
     print(text)
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; results in {results}")

@@ -33,6 +33,9 @@ def _template() -> Int[Tensor, "6 4 3"]:
     return torch.stack(tets)
 
 
+_TEMPLATE = _template()  # made once, on the CPU (a grid built on the meta device reuses it)
+
+
 def tetrahedral_grid(resolution: int, radius: float = 1.0) -> tuple[Float[Tensor, "V 3"], Int[Tensor, "T 4"]]:
     """Vertices of the ``(resolution + 1)^3`` lattice over ``[-radius, radius]^3`` and the
     ``6 * resolution^3`` tetrahedra over them (vertex ``(i, j, k)`` has index ``(i*(n+1) + j)*(n+1) + k``)."""
@@ -42,6 +45,6 @@ def tetrahedral_grid(resolution: int, radius: float = 1.0) -> tuple[Float[Tensor
     t = torch.linspace(-radius, radius, n + 1)
     vertices = torch.stack(torch.meshgrid(t, t, t, indexing="ij"), dim=-1).reshape(-1, 3)
     base = torch.stack(torch.meshgrid(*(torch.arange(n),) * 3, indexing="ij"), dim=-1).reshape(-1, 1, 1, 3)
-    corner = base + _template()[None]  # (n^3, 6, 4, 3)
+    corner = base + _TEMPLATE.to(base.device)[None]  # (n^3, 6, 4, 3)
     index = (corner[..., 0] * (n + 1) + corner[..., 1]) * (n + 1) + corner[..., 2]
     return vertices, index.reshape(-1, 4)
