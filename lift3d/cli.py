@@ -133,7 +133,7 @@ def run(argv: list[str] | None = None) -> int:
     # everything that can fail on bad input (modules, prior, prompt) is built before any file is written
     datamodule = find(cfg.data_type, pl.LightningDataModule)(cfg.data)
     system = find(cfg.system_type, BaseLift3DSystem)(cfg.system)
-    system.prepare_run(resuming=ckpt is not None)
+    system.prepare_run(datamodule, resuming=ckpt is not None)
 
     if resumed_trial is not None:
         trial = resumed_trial

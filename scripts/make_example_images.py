@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Render world objects as image-to-3D inputs: a PNG and a JSON sidecar (true camera, object) each.
+"""Render world objects as image-to-3D inputs: a PNG, its true depth (16-bit PNG, mm) and a JSON sidecar (true camera, object) each.
 
     python scripts/make_example_images.py --out examples/images
 

@@ -301,3 +301,60 @@ def test_surface_normal_smoothness_prefers_a_smooth_surface(tmp_path):
     assert smooth < 0.05 and rough > 2 * smooth
     rough.backward()
     assert system.geometry.encoding.table.grad is not None and system.geometry.encoding.table.grad.abs().sum() > 0
+
+
+# ---- the optional depth of the input ------------------------------------------------------------
+
+def test_pearson_is_one_for_an_increasing_affine_map_and_minus_one_for_a_decreasing_one():
+    from lift3d.systems.zero123 import pearson
+
+    x = torch.rand(100)
+    assert pearson(3 * x + 2, x).item() == pytest.approx(1.0, abs=1e-5)
+    assert pearson(-x, x).item() == pytest.approx(-1.0, abs=1e-5)
+    assert abs(pearson(torch.rand(10000), torch.rand(10000)).item()) < 0.05
+
+
+def test_the_depth_map_is_recentred_and_resized_with_the_image(tmp_path):
+    from lift3d.priors.world.examples import depth_path_of
+
+    image = write_example(tmp_path, "red", "house", resolution=64)
+    ref = load_reference_image(image, 32, recentre_object=True, border_ratio=0.2, where="data.image_path", depth_path=depth_path_of(image))
+    inside, outside = ref.mask[..., 0] > 0.99, ref.mask[..., 0] < 0.01
+    assert ref.depth.shape == (32, 32, 1)
+    # the true ray distance of the house from 2.5 units away, in millimetres; nothing off the object
+    assert ((ref.depth[..., 0][inside] > 1500) & (ref.depth[..., 0][inside] < 3500)).all()
+    assert ref.depth[..., 0][outside].abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p / "none.npy", "does not exist"),
+    (lambda p: (np.save(p / "small.npy", np.ones((8, 8))), p / "small.npy")[1], "depth map is 8x8 but the image is 32x32"),
+    (lambda p: (np.save(p / "nan.npy", np.full((32, 32), np.nan)), p / "nan.npy")[1], "NaN"),
+])
+def test_bad_depth_maps_are_one_line_errors(tmp_path, make, message):
+    image = save(tmp_path / "in.png", square_on((1.0, 1.0, 1.0)))
+    with pytest.raises(ConfigError, match=message) as info:
+        load_reference_image(image, 16, True, 0.2, "data.image_path", depth_path=make(tmp_path))
+    assert "data.depth_path" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_depth_loss_pulls_the_render_depth_to_the_input_depth(tmp_path):
+    import csv
+
+    from lift3d.priors.world.examples import depth_path_of
+    from run_helpers import launch, trial_dirs
+    from test_presets_end_to_end import SMALL_IMAGE
+
+    image = write_example(tmp_path / "images", "green", "house", resolution=32)
+    out = tmp_path / "outputs"
+    base = ["--config", str(ROOT / "configs" / "zero123-bundled.yaml"), "--train", f"exp_root_dir={out}", f"data.image_path={image}",
+            "system.loss.lambda_depth=50", *SMALL_IMAGE]
+    proc = launch([*base, "trainer.max_steps=2"], tmp_path)
+    assert proc.returncode != 0 and "lambda_depth > 0 needs a depth map of the input: set data.depth_path" in proc.stderr
+    assert not out.exists()
+    proc = launch([*base, f"data.depth_path={depth_path_of(image)}", "trainer.max_steps=30"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = trial_dirs(out)
+    rows = [r for r in csv.DictReader(open(trial / "csv_logs" / "metrics.csv")) if r.get("train/loss_depth")]
+    first, last = float(rows[0]["train/loss_depth"]), float(rows[-1]["train/loss_depth"])
+    assert 0 <= last < 0.5 * first, (first, last)

@@ -103,6 +103,10 @@ def test_bundled_coarse_then_refine_resumes_and_exports(tmp_path):
                    f"exp_root_dir={out}", *SMALL], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (coarse,) = trial_dirs(out)
+    proc = launch(["--config", str(coarse / "configs" / "parsed.yaml"), "--export", f"resume={coarse}", "export.resolution=32",
+                   "export.texture_size=64"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((coarse / "save" / "it4-export" / "export.json").read_text())["surface"]["rule"] == "silhouettes"
 
     proc = launch(["--config", str(ROOT / "configs" / "magic3d-refine-bundled.yaml"), "--train", "trainer.max_steps=4", prompt,
                    f"system.geometry_convert_from={coarse}", f"exp_root_dir={out}", *MESH_SMALL], tmp_path)

@@ -9,5 +9,8 @@ from lift3d.module import Lift3DModule
 
 
 class BaseBackground(Lift3DModule):
-    def forward(self, dirs: Float[Tensor, "B H W 3"]) -> Float[Tensor, "B H W 3"]:
+    n_output_dims: int = 3
+    """Channels of the background (3: RGB)."""
+
+    def forward(self, dirs: Float[Tensor, "B H W 3"]) -> Float[Tensor, "B H W C"]:
         raise NotImplementedError

@@ -39,6 +39,8 @@ class ReferenceImage:
     """The background colour: the border median for keyed images, white for images with alpha."""
     foreground_fraction: float
     """Share of foreground pixels in the input image."""
+    depth: Float[Tensor, "H W 1"] | None = None
+    """Relative depth of the input (larger is farther; any scale and offset), when one was given."""
 
 
 def read_image(path: Path, where: str) -> np.ndarray:
@@ -78,12 +80,13 @@ def find_foreground(image: np.ndarray, where: str) -> tuple[Bool[Tensor, "H W"],
 def recentre(
     rgb: Tensor, alpha: Tensor, mask: Tensor, background: Tensor, border_ratio: float
 ) -> tuple[Tensor, Tensor]:
-    """Crop a square around the foreground's box and pad it so the box fills ``1 - 2 * border_ratio`` of the side."""
+    """Crop a square around the foreground's box and pad it so the box fills ``1 - 2 * border_ratio`` of the side
+    (``rgb`` may carry more channels than three, e.g. depth, with as many ``background`` values)."""
     ys, xs = torch.nonzero(mask, as_tuple=True)
     y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
     side = max(y1 - y0, x1 - x0)
     out_side = int(np.ceil(side / max(1e-6, 1 - 2 * border_ratio)))
-    canvas = background.view(1, 1, 3).expand(out_side, out_side, 3).clone()
+    canvas = background.view(1, 1, -1).expand(out_side, out_side, background.numel()).clone()
     canvas_alpha = torch.zeros(out_side, out_side)
     cy, cx = (out_side - (y1 - y0)) // 2, (out_side - (x1 - x0)) // 2
     canvas[cy : cy + y1 - y0, cx : cx + x1 - x0] = rgb[y0:y1, x0:x1]
@@ -91,8 +94,38 @@ def recentre(
     return canvas, canvas_alpha
 
 
-def load_reference_image(path: Path, resolution: int, recentre_object: bool, border_ratio: float, where: str) -> ReferenceImage:
-    """The reference image at ``resolution`` x ``resolution``, with its foreground and background."""
+def read_depth(path: Path, shape: tuple[int, int], where: str) -> Tensor:
+    """(H, W) relative depth from a .npy array or a grayscale PNG of the image's size."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{where}: {path} does not exist; give a .npy array or a grayscale PNG of the input's depth")
+    if path.suffix == ".npy":
+        try:
+            depth = np.load(path, allow_pickle=False).astype(np.float32)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {path} is not a numeric .npy array ({exc})") from exc
+    else:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                depth = np.asarray(im, dtype=np.float32)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ConfigError(f"{where}: {path} is neither a .npy array nor an image ({type(exc).__name__})") from exc
+    depth = depth[..., 0] if depth.ndim == 3 else depth
+    if depth.shape != shape:
+        raise ConfigError(f"{where}: the depth map is {depth.shape[1]}x{depth.shape[0]} but the image is {shape[1]}x{shape[0]}; "
+                          "give a depth map of the same size")
+    if not np.isfinite(depth).all():
+        raise ConfigError(f"{where}: the depth map holds NaN or inf values; fill them (e.g. with the background's depth)")
+    return torch.from_numpy(np.ascontiguousarray(depth))
+
+
+def load_reference_image(
+    path: Path, resolution: int, recentre_object: bool, border_ratio: float, where: str, depth_path: Path | None = None
+) -> ReferenceImage:
+    """The reference image at ``resolution`` x ``resolution``, with its foreground and background
+    (and its depth map, recentred and resized the same way, when ``depth_path`` is given)."""
     image = read_image(path, where)
     h, w = image.shape[:2]
     if not recentre_object and h != w:
@@ -107,10 +140,16 @@ def load_reference_image(path: Path, resolution: int, recentre_object: bool, bor
                           "background around the object (alpha, or a plain border)")
     rgb = torch.from_numpy(np.ascontiguousarray(image[..., :3]))
     rgb = rgb * alpha[..., None] + background * (1 - alpha[..., None])
+    fill = background
+    if depth_path is not None:  # the depth rides along as a fourth channel through the crop and resize
+        rgb = torch.cat([rgb, read_depth(depth_path, (h, w), where.rsplit(".", 1)[0] + ".depth_path")[..., None]], dim=-1)
+        fill = torch.cat([background, torch.zeros(1)])
     if recentre_object:
-        rgb, alpha = recentre(rgb, alpha, mask, background, border_ratio)
+        rgb, alpha = recentre(rgb, alpha, mask, fill, border_ratio)
     rgb, alpha = _resize(rgb, resolution), _resize(alpha[..., None], resolution)
-    return ReferenceImage(rgb=rgb.clamp(0, 1), mask=alpha.clamp(0, 1), background=background, foreground_fraction=fraction)
+    depth = rgb[..., 3:] if depth_path is not None else None
+    return ReferenceImage(rgb=rgb[..., :3].clamp(0, 1), mask=alpha.clamp(0, 1), background=background, foreground_fraction=fraction,
+                          depth=depth)
 
 
 def _resize(img: Tensor, size: int) -> Tensor:

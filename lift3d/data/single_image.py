@@ -10,6 +10,7 @@ Validation and test orbits start at the reference camera's azimuth, so frame 0 i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -43,6 +44,10 @@ class SingleImageConfig:
     reference_resolution: Scheduled = 32
     """Size the reference view is rendered and compared at; may be scheduled (read as
     ``random_camera.resolution_schedule`` says), e.g. [[0, 128], [200, 256], [300, 512]]."""
+    depth_path: Optional[str] = None
+    """Relative depth of the input, for the system's ``depth`` loss: a .npy array or a grayscale PNG of
+    the image's size, larger is farther, any scale and offset (e.g. a monocular depth estimate made
+    beforehand; lift3d downloads no estimator). Only its foreground pixels are used."""
     recentre: bool = True
     """Crop a square around the foreground and pad it to ``border_ratio`` (for photos); world
     renders that are already framed as the reference camera sees them keep this off."""
@@ -74,6 +79,8 @@ class ImageConditionedBatch:
     """Its foreground."""
     random: CameraBatch
     """Random cameras for the prior."""
+    reference_depth: Float[Tensor, "1 H W 1"] | None = None
+    """Relative depth of the input, when ``depth_path`` is given."""
 
 
 class SingleImageIterable(IterableDataset):
@@ -97,6 +104,7 @@ class SingleImageIterable(IterableDataset):
             reference_rgb=ref.rgb[None],
             reference_mask=ref.mask[None],
             random=self.random.sample(index),
+            reference_depth=ref.depth[None] if ref.depth is not None else None,
         )
 
     def __iter__(self):
@@ -123,7 +131,9 @@ class ReferenceViews:
 
     def at(self, size: int) -> ReferenceImage:
         if size not in self._cache:
-            self._cache[size] = load_reference_image(Path(self.cfg.image_path), size, self.cfg.recentre, self.cfg.border_ratio, f"{self.where}.image_path")
+            depth = Path(self.cfg.depth_path) if self.cfg.depth_path else None
+            self._cache[size] = load_reference_image(Path(self.cfg.image_path), size, self.cfg.recentre, self.cfg.border_ratio,
+                                                     f"{self.where}.image_path", depth_path=depth)
         return self._cache[size]
 
     @property

@@ -36,6 +36,28 @@ def trunc_exp(x: Tensor) -> Tensor:
     return _TruncExp.apply(x)
 
 
+def blob_bias(points: Float[Tensor, "N 3"], kind: str, scale: float, std: float) -> Float[Tensor, "N"]:
+    """Density added at init so the scene starts as a blob at the centre (``std`` in world units)."""
+    r = points.norm(dim=-1)
+    if kind == "blob_dreamfusion":
+        return scale * torch.exp(-0.5 * (r / std) ** 2)
+    if kind == "blob_magic3d":
+        return scale * (1 - r / std)
+    return torch.zeros_like(r)
+
+
+def finite_difference_gradient(density_fn, points: Float[Tensor, "N 3"], density: Float[Tensor, "N"], eps: float,
+                               scheme: str) -> Float[Tensor, "N 3"]:
+    """The gradient of ``density_fn`` by central or forward differences of step ``eps`` (world units)."""
+    offsets = torch.eye(3, device=points.device, dtype=points.dtype) * eps
+    if scheme == "central":
+        shifted = (points[:, None, None, :] + torch.stack([offsets, -offsets])[None]).reshape(-1, 3)
+        d = density_fn(shifted).reshape(-1, 2, 3)
+        return (d[:, 0] - d[:, 1]) / (2 * eps)
+    shifted = (points[:, None, :] + offsets[None]).reshape(-1, 3)
+    return (density_fn(shifted).reshape(-1, 3) - density[:, None]) / eps
+
+
 @register("implicit-volume")
 class ImplicitVolume(BaseImplicitGeometry):
     """Hash-grid encoding -> MLP density (with a blob bias) and MLP albedo."""
@@ -80,13 +102,8 @@ class ImplicitVolume(BaseImplicitGeometry):
         self.feature_network = make_mlp(n_enc, cfg.n_feature_dims, cfg.feature_network)
 
     def density_bias(self, points: Float[Tensor, "N 3"]) -> Float[Tensor, "N"]:
-        r = points.norm(dim=-1)
         c = self.cfg
-        if c.density_bias == "blob_dreamfusion":
-            return c.density_blob_scale * torch.exp(-0.5 * (r / c.density_blob_std) ** 2)
-        if c.density_bias == "blob_magic3d":
-            return c.density_blob_scale * (1 - r / c.density_blob_std)
-        return torch.zeros_like(r)
+        return blob_bias(points, c.density_bias, c.density_blob_scale, c.density_blob_std)
 
     def _activate_density(self, raw: Tensor) -> Tensor:
         act = self.cfg.density_activation
@@ -105,15 +122,8 @@ class ImplicitVolume(BaseImplicitGeometry):
         return self._activate_density(self._raw(points)[0])
 
     def _finite_difference_gradient(self, points: Float[Tensor, "N 3"], density: Float[Tensor, "N"]) -> Float[Tensor, "N 3"]:
-        """The density gradient by central or forward differences of step ``finite_difference_eps``."""
-        eps = self.cfg.finite_difference_eps
-        offsets = torch.eye(3, device=points.device, dtype=points.dtype) * eps
-        if self.cfg.finite_difference_scheme == "central":
-            shifted = (points[:, None, None, :] + torch.stack([offsets, -offsets])[None]).reshape(-1, 3)
-            d = self.forward_density(shifted).reshape(-1, 2, 3)
-            return (d[:, 0] - d[:, 1]) / (2 * eps)
-        shifted = (points[:, None, :] + offsets[None]).reshape(-1, 3)
-        return (self.forward_density(shifted).reshape(-1, 3) - density[:, None]) / eps
+        return finite_difference_gradient(self.forward_density, points, density, self.cfg.finite_difference_eps,
+                                          self.cfg.finite_difference_scheme)
 
     def forward(self, points: Float[Tensor, "N 3"], with_normal: bool = False) -> GeometryOutput:
         need_grad = with_normal and self.cfg.normal_type == "analytic"

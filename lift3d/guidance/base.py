@@ -24,8 +24,12 @@ class BaseGuidance(Lift3DModule):
     loss_names: tuple[str, ...] = ()
     """Names of the losses this guidance produces; the system accepts ``lambda_<name>`` for each."""
 
-    def forward(self, rgb: Float[Tensor, "B H W 3"], prompt: PromptEmbeddings, batch: CameraBatch) -> GuidanceOutput:
+    def forward(self, rgb: Float[Tensor, "B H W C"], prompt: PromptEmbeddings, batch: CameraBatch) -> GuidanceOutput:
         raise NotImplementedError
+
+    def to_display(self, render: Float[Tensor, "B H W C"]) -> Float[Tensor, "B H W 3"]:
+        """Colours in [0, 1] to save of a render (a guidance scoring latent renders decodes them)."""
+        return render
 
 
 class BaseViewGuidance(Lift3DModule):
@@ -40,3 +44,7 @@ class BaseViewGuidance(Lift3DModule):
 
     def forward(self, rgb: Float[Tensor, "B H W 3"], batch: CameraBatch) -> GuidanceOutput:
         raise NotImplementedError
+
+    def to_display(self, render: Float[Tensor, "B H W C"]) -> Float[Tensor, "B H W 3"]:
+        """Colours in [0, 1] to save of a render."""
+        return render

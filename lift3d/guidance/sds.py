@@ -69,30 +69,36 @@ def timestep_range(min_step_percent, max_step_percent, num_train_timesteps: int,
     return max(0, min(lo, n - 1)), max(0, min(max(hi, lo), n - 1))
 
 
+@dataclass
+class TextPriorGuidanceConfig:
+    """Settings every guidance by a text-conditioned prior shares (SDS, SJC)."""
+
+    pretrained_model_name_or_path: str = "bundled:text"
+    """Prior directory in diffusers layout (or ``bundled:text``)."""
+    guidance_scale: float = 100.0
+    """Classifier-free guidance scale: eps_uncond + scale * (eps_cond - eps_uncond)."""
+    min_step_percent: Scheduled = 0.02
+    """Lowest timestep sampled, as a fraction of the prior's training timesteps."""
+    max_step_percent: Scheduled = 0.98
+    """Highest timestep sampled; schedule it to anneal, e.g. [[0, 0.98], [5000, 0.5]]."""
+    grad_clip: Optional[Scheduled] = None
+    """Clamp each element of the gradient to [-grad_clip, grad_clip]; null for none."""
+    half_precision: bool = False
+    """Run the prior in float16 (CUDA only)."""
+    max_nonfinite_fraction: float = 0.0
+    """Largest fraction of NaN/inf elements in the prior's noise prediction a step tolerates
+    (they are zeroed, and the fraction is logged as ``train/nonfinite_fraction``); above it
+    the run stops with an error. 0: any non-finite value stops the run."""
+
+
 @register("diffusers-sds-guidance")
 class DiffusersSDSGuidance(BaseGuidance):
     loss_names = ("sds",)
 
     @dataclass
-    class Config:
-        pretrained_model_name_or_path: str = "bundled:text"
-        """Prior directory in diffusers layout (or ``bundled:text``)."""
-        guidance_scale: float = 100.0
-        """Classifier-free guidance scale."""
-        min_step_percent: Scheduled = 0.02
-        """Lowest timestep sampled, as a fraction of the prior's training timesteps."""
-        max_step_percent: Scheduled = 0.98
-        """Highest timestep sampled; schedule it to anneal, e.g. [[0, 0.98], [5000, 0.5]]."""
+    class Config(TextPriorGuidanceConfig):
         weighting: Literal["sds", "uniform", "fantasia3d"] = "sds"
         """w(t): ``sds`` 1 - alpha_bar, ``uniform`` 1, ``fantasia3d`` sqrt(alpha_bar) (1 - alpha_bar)."""
-        grad_clip: Optional[Scheduled] = None
-        """Clamp each element of w(t)(eps_hat - eps) to [-grad_clip, grad_clip]; null for none."""
-        half_precision: bool = False
-        """Run the prior in float16 (CUDA only)."""
-        max_nonfinite_fraction: float = 0.0
-        """Largest fraction of NaN/inf elements in the prior's noise prediction a step tolerates
-        (they are zeroed, and the fraction is logged as ``train/nonfinite_fraction``); above it
-        the run stops with an error. 0: any non-finite value stops the run."""
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)

@@ -16,12 +16,13 @@ from lift3d.module import Lift3DModule
 
 @dataclass
 class RenderOutput:
-    """Images of a batch of B cameras at H x W (colours in [0, 1])."""
+    """Images of a batch of B cameras at H x W: colours in [0, 1] (C = 3), or C feature channels
+    (e.g. a latent prior's 4 latent channels when rendering its latent space directly)."""
 
-    comp_rgb: Float[Tensor, "B H W 3"]
-    """Composited colour over the background."""
-    comp_rgb_bg: Float[Tensor, "B H W 3"]
-    """Background colour along each ray."""
+    comp_rgb: Float[Tensor, "B H W C"]
+    """Composited colour (or features) over the background."""
+    comp_rgb_bg: Float[Tensor, "B H W C"]
+    """Background colour (or features) along each ray."""
     opacity: Float[Tensor, "B H W 1"]
     """Accumulated opacity."""
     depth: Float[Tensor, "B H W 1"]
@@ -34,6 +35,8 @@ class RenderOutput:
     """Sample points at which the geometry was evaluated."""
     samples_total: int = 0
     """Sample points before empty-space skipping."""
+    sample_weights: Float[Tensor, "S"] | None = None
+    """Compositing weight of every evaluated sample (volume renderers), for losses on the weights (SJC's emptiness)."""
     mesh: object | None = None
     """The rendered :class:`~lift3d.geometry.triangle_mesh.TriangleMesh` (mesh renderers), for mesh regularizers."""
 

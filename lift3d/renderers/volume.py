@@ -108,7 +108,7 @@ class NeRFVolumeRenderer(BaseRenderer):
             out = _merge_chunks(pieces)
         bg = self.background(batch.rays_d)
         opacity = out["opacity"].reshape(b, h, w, 1)
-        rgb = out["rgb"].reshape(b, h, w, 3) + (1 - opacity) * bg
+        rgb = out["rgb"].reshape(b, h, w, -1) + (1 - opacity) * bg
         normal = out["normal"].reshape(b, h, w, 3) if out["normal"] is not None else None
         orient = out["orient"].reshape(b, h, w) if out["orient"] is not None else None
         return RenderOutput(
@@ -120,6 +120,7 @@ class NeRFVolumeRenderer(BaseRenderer):
             orient=orient,
             samples_evaluated=out["evaluated"],
             samples_total=out["total"],
+            sample_weights=out["weights"],
         )
 
     @torch.no_grad()
@@ -158,7 +159,7 @@ class NeRFVolumeRenderer(BaseRenderer):
         light_s = light[:, None, :].expand(n_rays, n_s, 3).reshape(-1, 3)[sel]
         colour = self.material(geo.features, geo.normal, pts, light_s)
         rays_of_sel = sel // n_s
-        rgb = torch.zeros(n_rays, 3, dtype=rays_o.dtype, device=rays_o.device).index_add(0, rays_of_sel, w_sel[:, None] * colour)
+        rgb = torch.zeros(n_rays, colour.shape[-1], dtype=rays_o.dtype, device=rays_o.device).index_add(0, rays_of_sel, w_sel[:, None] * colour)
         opacity = weights.sum(dim=1)
         depth = (weights * t_mid).sum(dim=1)
         normal = orient = None
@@ -172,6 +173,7 @@ class NeRFVolumeRenderer(BaseRenderer):
             "depth": depth[:, None],
             "normal": normal,
             "orient": orient,
+            "weights": w_sel,
             "evaluated": int(sel.numel()),
             "total": int(hit.sum().item()) * n_s,
         }

@@ -63,9 +63,10 @@ class BaseLift3DSystem(pl.LightningModule):
         value = self.cfg.loss.get(f"lambda_{name}", 0.0)
         return resolve(value, self.true_global_step)
 
-    def prepare_run(self, resuming: bool) -> None:
-        """Work before the run starts and before any file is written (e.g. initialising a stage from
-        the previous stage's run); ``resuming``: the state will come from a checkpoint instead."""
+    def prepare_run(self, datamodule, resuming: bool) -> None:
+        """Checks and work before the run starts and before any file is written (e.g. a loss that
+        needs an input the data module lacks; initialising a stage from the previous stage's run);
+        ``resuming``: the state will come from a checkpoint instead."""
 
     # ---- modules ---------------------------------------------------------------------------
     @staticmethod

@@ -29,14 +29,15 @@ def _ever_positive(weight) -> bool:
 
 
 def _default_losses() -> dict:
-    return {"lambda_sds": 1.0, "lambda_orient": 0.0, "lambda_sparsity": 0.0, "lambda_opaque": 0.0}
+    return {"lambda_sds": 1.0, "lambda_orient": 0.0, "lambda_sparsity": 0.0, "lambda_opaque": 0.0, "lambda_emptiness": 0.0,
+            "lambda_center_depth": 0.0}
 
 
 @register("dreamfusion-system")
 class DreamFusionSystem(BaseLift3DSystem):
     """Geometry + material + background, rendered by a renderer, scored by a guidance against a prompt."""
 
-    regularizer_names = ("orient", "sparsity", "opaque")
+    regularizer_names = ("orient", "sparsity", "opaque", "emptiness", "center_depth")
 
     @dataclass
     class Config:
@@ -65,7 +66,14 @@ class DreamFusionSystem(BaseLift3DSystem):
         guidance: object = module_field("guidance_type", "lift3d.guidance.base.BaseGuidance")
         """Config of the guidance module."""
         loss: dict[str, Scheduled] = field(default_factory=_default_losses)
-        """Weight ``lambda_<name>`` of each loss: sds (from the guidance), orient, sparsity, opaque."""
+        """Weight ``lambda_<name>`` of each loss: sds (from the guidance), orient, sparsity, opaque,
+        emptiness (SJC: mean of log(1 + emptiness_scale * w) over the ray samples' weights w),
+        center_depth (SJC: -log of how much deeper the centre crop's mean depth is than the border's:
+        the object in the middle of the view)."""
+        emptiness_scale: float = 10.0
+        """Scale inside SJC's emptiness loss log(1 + scale * w)."""
+        center_ratio: float = 0.78125
+        """Side of the centre crop of SJC's ``center_depth`` loss, as a fraction of the image (50 / 64)."""
         optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
         """Optimizer of the geometry, material and background."""
         video_fps: int = 30
@@ -104,6 +112,8 @@ class DreamFusionSystem(BaseLift3DSystem):
         if not issubclass(geometry_cls, renderer_cls.geometry_class):
             fix = "mesh-rasterize-renderer" if issubclass(geometry_cls, BaseExplicitGeometry) else "nerf-volume-renderer"
             errors.append(f"{path}.renderer_type: {cfg.renderer_type!r} cannot draw geometry {cfg.geometry_type!r}; use {fix}")
+        if issubclass(geometry_cls, BaseExplicitGeometry) and _ever_positive(cfg.loss.get("lambda_emptiness", 0.0)):
+            errors.append(f"{path}.loss.lambda_emptiness: the emptiness loss is on a volume renderer's ray samples; set it to 0")
         if issubclass(geometry_cls, BaseExplicitGeometry) and _ever_positive(cfg.loss.get("lambda_orient", 0.0)):
             errors.append(f"{path}.loss.lambda_orient: the orientation loss is for density fields; a mesh's faces already "
                           "face outward: set it to 0")
@@ -155,6 +165,15 @@ class DreamFusionSystem(BaseLift3DSystem):
         if self.loss_weight("opaque") > 0:
             o = out.opacity.clamp(1e-3, 1 - 1e-3)
             losses["opaque"] = F.binary_cross_entropy(o, o)
+        if self.loss_weight("emptiness") > 0:
+            if out.sample_weights is None:
+                from lift3d.errors import RunError
+
+                raise RunError("lambda_emptiness > 0 needs a volume renderer (it penalises the ray samples' weights); set it to 0")
+            w = out.sample_weights
+            losses["emptiness"] = torch.log1p(self.cfg.emptiness_scale * w).mean() if w.numel() else w.sum()
+        if self.loss_weight("center_depth") > 0:
+            losses["center_depth"] = center_depth_loss(out.depth, self.cfg.center_ratio)
         return losses
 
     def training_step(self, batch: CameraBatch, batch_idx: int):
@@ -177,7 +196,7 @@ class DreamFusionSystem(BaseLift3DSystem):
 
     def _eval_images(self, batch: CameraBatch) -> list:
         out = self(batch, need_normal=True)
-        images = [out.comp_rgb[0]]
+        images = [self.guidance.to_display(out.comp_rgb[:1])[0]]
         if out.comp_normal is not None:
             normal = (out.comp_normal[0] + 1) / 2 * out.opacity[0] + (1 - out.opacity[0])
             images.append(normal)
@@ -202,3 +221,13 @@ class DreamFusionSystem(BaseLift3DSystem):
         if self._test_frames:
             with RUN_PHASES.phase("video"):
                 write_video(self.save_path(f"it{self.true_global_step}-test.mp4"), self._test_frames, fps=self.cfg.video_fps)
+
+
+def center_depth_loss(depth: torch.Tensor, center_ratio: float) -> torch.Tensor:
+    """SJC's centre loss: -log(mean depth of the centre crop - mean depth of the border), per batch."""
+    _, h, w, _ = depth.shape
+    ch, cw = max(1, int(center_ratio * h)), max(1, int(center_ratio * w))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    centre = depth[:, top : top + ch, left : left + cw]
+    border_mean = (depth.sum() - centre.sum()) / max(depth.numel() - centre.numel(), 1)
+    return -torch.log((centre.mean() - border_mean).clamp(min=1e-12))

@@ -58,7 +58,7 @@ class Magic3DSystem(DreamFusionSystem):
                 errors.append(f"{path}.loss.lambda_{name}: a mesh regulariser, but the coarse stage has no mesh; set it to 0")
         return errors
 
-    def prepare_run(self, resuming: bool) -> None:
+    def prepare_run(self, datamodule, resuming: bool) -> None:
         if self.cfg.stage != "refine" or resuming or not self.cfg.geometry_convert_from:
             return
         from lift3d.geometry.convert import convert_to_mesh_geometry

@@ -15,12 +15,12 @@ from lift3d.registry import suggest
 class OptimizerConfig:
     """Optimizer of a system's trainable parameters."""
 
-    name: Literal["Adam", "AdamW", "SGD"] = "Adam"
+    name: Literal["Adam", "AdamW", "Adamax", "SGD"] = "Adam"
     """torch.optim class."""
     lr: float = 0.01
     """Learning rate of parameters not listed in ``param_lrs``."""
     betas: tuple[float, float] = (0.9, 0.99)
-    """Adam(W) betas."""
+    """Adam(W) / Adamax betas."""
     eps: float = 1e-15
     """Adam(W) epsilon."""
     weight_decay: float = 0.0
@@ -78,5 +78,5 @@ def build_optimizer(cfg: OptimizerConfig, module: torch.nn.Module) -> torch.opti
         param_groups.append({"params": rest, "lr": cfg.lr})
     if cfg.name == "SGD":
         return torch.optim.SGD(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    cls = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}[cfg.name]
+    cls = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "Adamax": torch.optim.Adamax}[cfg.name]
     return cls(param_groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from lift3d.config import Scheduled, module_field
 from lift3d.data.single_image import ImageConditionedBatch
+from lift3d.errors import ConfigError
 from lift3d.registry import register
 from lift3d.renderers.base import RenderOutput
 from lift3d.systems.dreamfusion import DreamFusionSystem
@@ -38,7 +39,7 @@ def _default_losses() -> dict:
 class Zero123System(DreamFusionSystem):
     """Geometry + material + background, fitted to one image and scored from other views by a view prior."""
 
-    regularizer_names = ("rgb", "mask", "normal_smooth", "3d_normal_smooth", "orient", "sparsity", "opaque")
+    regularizer_names = ("rgb", "mask", "depth", "normal_smooth", "3d_normal_smooth", "orient", "sparsity", "opaque")
     guidance_kind = "lift3d.guidance.base.BaseViewGuidance"
 
     @dataclass
@@ -71,8 +72,8 @@ class Zero123System(DreamFusionSystem):
         normal_smooth_perturb: float = 0.01
         """Std of the offset (world units) of the moved points of ``3d_normal_smooth``."""
         loss: dict[str, Scheduled] = field(default_factory=_default_losses)
-        """Weight ``lambda_<name>`` of each loss: sds (guidance), rgb, mask, normal_smooth,
-        3d_normal_smooth, orient, sparsity, opaque."""
+        """Weight ``lambda_<name>`` of each loss: sds (guidance), rgb, mask, depth (needs
+        ``data.depth_path``), normal_smooth, 3d_normal_smooth, orient, sparsity, opaque."""
         optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
         """Optimizer of the geometry, material and background."""
         video_fps: int = 30
@@ -80,6 +81,13 @@ class Zero123System(DreamFusionSystem):
 
     def build_guidance(self, cfg) -> None:
         self.guidance = self.build(self.guidance_kind, cfg.guidance_type, cfg.guidance)
+
+    def prepare_run(self, datamodule, resuming: bool) -> None:
+        from lift3d.systems.dreamfusion import _ever_positive
+
+        if _ever_positive(self.cfg.loss.get("lambda_depth", 0.0)) and not getattr(datamodule.cfg, "depth_path", None):
+            raise ConfigError("system.loss.lambda_depth > 0 needs a depth map of the input: set data.depth_path "
+                              "(a .npy array or grayscale PNG), or set system.loss.lambda_depth=0")
 
     # ---- the reference ---------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -100,6 +108,9 @@ class Zero123System(DreamFusionSystem):
         losses = {"rgb": F.mse_loss(out.comp_rgb, target), "mask": F.mse_loss(out.opacity, mask)}
         if need_normal:
             losses["normal_smooth"] = normal_image_smoothness(out.comp_normal)
+        if batch.reference_depth is not None and self.loss_weight("depth") > 0:
+            inside = mask[..., 0] > 0.9  # edge pixels mix the object's depth with the background's
+            losses["depth"] = 1 - pearson(out.depth[..., 0][inside], batch.reference_depth[..., 0][inside])
         return losses
 
     def novel_view_losses(self, batch: ImageConditionedBatch) -> tuple[dict[str, Tensor], dict[str, float], RenderOutput]:
@@ -147,3 +158,9 @@ class Zero123System(DreamFusionSystem):
 def normal_image_smoothness(normal: Float[Tensor, "B H W 3"]) -> Tensor:
     """Mean squared difference of neighbouring pixels of a normal image, both directions."""
     return (normal[:, 1:] - normal[:, :-1]).square().mean() + (normal[:, :, 1:] - normal[:, :, :-1]).square().mean()
+
+
+def pearson(a: Float[Tensor, "N"], b: Float[Tensor, "N"]) -> Tensor:
+    """Pearson correlation of two samples: 1 when ``a`` is an increasing affine function of ``b``."""
+    a, b = a - a.mean(), b - b.mean()
+    return (a * b).sum() / (a.norm() * b.norm()).clamp(min=1e-8)

@@ -69,8 +69,24 @@ def write_example(out_dir: Path, colour: str, kind: str, resolution: int = 128) 
     name = f"a_{colour}_{kind}"
     png = Path(out_dir) / f"{name}.png"
     write_png(png, (render.rgb[0].numpy() * 255).round().astype(np.uint8))
+    write_depth_png(depth_path_of(png), render.depth[0].numpy())
     atomic_write_text(png.with_suffix(".json"), json.dumps(asdict(truth), indent=2))
     return png
+
+
+def depth_path_of(image_path: Path) -> Path:
+    """Where an example's true depth map lives: ``<name>.depth.png`` beside the image."""
+    return Path(image_path).with_suffix(".depth.png")
+
+
+def write_depth_png(path: Path, depth: np.ndarray) -> None:
+    """Ray distance in millimetres as a 16-bit grayscale PNG (0 on the background)."""
+    from PIL import Image
+
+    from lift3d.utils.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.clip(depth * 1000, 0, 65535).round().astype(np.uint16)).save(tmp, format="PNG")
 
 
 def read_truth(image_path: Path) -> ExampleTruth | None:
