@@ -149,3 +149,26 @@ def test_emptiness_loss_is_sjc_log_of_weights(tmp_path):
     system.cfg = DreamFusionSystem.Config(loss={"lambda_emptiness": 1.0}, emptiness_scale=10.0)
     losses = system.regularizers(out)
     assert losses["emptiness"].item() == pytest.approx(torch.log1p(10 * w).mean().item())
+
+
+def test_the_dreamfusion_preset_runs_with_sjc_guidance_by_one_override(tmp_path):
+    from run_helpers import ROOT, SMALL, launch, trial_dirs
+
+    out = tmp_path / "outputs"
+    args = ["--config", str(ROOT / "configs" / "dreamfusion-bundled.yaml"), "--train", "system.prompt_processor.prompt=a red cube",
+            "system.guidance_type=sjc-guidance", "trainer.max_steps=2", f"exp_root_dir={out}", *SMALL]
+    proc = launch(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the preset's SDS-only key is dropped with a notice; the run used SJC's guidance
+    assert "note: system.guidance is now 'sjc-guidance', which has no option weighting" in proc.stderr
+    (trial,) = trial_dirs(out)
+    assert "sjc-guidance" in (trial / "configs" / "parsed.yaml").read_text()
+    # a key typed on the command line that SJC lacks stays an error, with a did-you-mean
+    proc = launch([*args, "system.guidance.weighting=uniform"], tmp_path)
+    assert proc.returncode != 0 and "system.guidance.weighting: unknown key" in proc.stderr
+
+
+def test_a_render_with_the_wrong_channel_count_is_a_clear_error(pixel_prior):
+    guidance, emb = setup(pixel_prior)
+    with pytest.raises(Exception, match="the render has 4 channels but the prior .* takes 3"):
+        guidance(torch.rand(1, 8, 8, 4), emb, cameras(1))

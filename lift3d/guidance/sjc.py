@@ -35,6 +35,7 @@ from torch import Tensor
 
 from lift3d.config import resolve
 from lift3d.data.batch import CameraBatch
+from lift3d.errors import RunError
 from lift3d.guidance.base import GuidanceOutput
 from lift3d.guidance.noise_prediction import guard_finite
 from lift3d.guidance.sds import DiffusersSDSGuidance, TextPriorGuidanceConfig, encode_renders
@@ -66,6 +67,10 @@ class SJCGuidance(DiffusersSDSGuidance):
             if y.shape[-1] != size or y.shape[-2] != size:
                 y = F.interpolate(y, (size, size), mode="bilinear", align_corners=False, antialias=y.shape[-1] > size)
             return y
+        if render.shape[-1] != 3:
+            want = f"3 (colours) or {self.latent_channels} (latents)" if self.latent_channels else "3 (a pixel prior)"
+            raise RunError(f"the render has {render.shape[-1]} channels but the prior at {self.prior.path} takes {want}; "
+                           "set system.geometry.n_feature_dims, the material's and the background's n_output_dims to match")
         return encode_renders(render, self.prior.image_size, self.prior.vae)
 
     def sigma(self, t: Tensor) -> Tensor:
