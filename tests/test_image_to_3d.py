@@ -323,7 +323,7 @@ def test_the_depth_map_is_recentred_and_resized_with_the_image(tmp_path):
     assert ref.depth.shape == (32, 32, 1)
     # the true ray distance of the house from 2.5 units away, in millimetres; nothing off the object
     assert ((ref.depth[..., 0][inside] > 1500) & (ref.depth[..., 0][inside] < 3500)).all()
-    assert ref.depth[..., 0][outside].abs().max() < 1e-3
+    assert ref.depth[..., 0][outside].abs().max() < 0.01 * 2500  # only the resize's blur of the edge
 
 
 @pytest.mark.parametrize("make, message", [
@@ -352,9 +352,9 @@ def test_the_depth_loss_pulls_the_render_depth_to_the_input_depth(tmp_path):
     proc = launch([*base, "trainer.max_steps=2"], tmp_path)
     assert proc.returncode != 0 and "lambda_depth > 0 needs a depth map of the input: set data.depth_path" in proc.stderr
     assert not out.exists()
-    proc = launch([*base, f"data.depth_path={depth_path_of(image)}", "trainer.max_steps=30"], tmp_path)
+    proc = launch([*base, f"data.depth_path={depth_path_of(image)}", "trainer.max_steps=60"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (trial,) = trial_dirs(out)
     rows = [r for r in csv.DictReader(open(trial / "csv_logs" / "metrics.csv")) if r.get("train/loss_depth")]
     first, last = float(rows[0]["train/loss_depth"]), float(rows[-1]["train/loss_depth"])
-    assert 0 <= last < 0.5 * first, (first, last)
+    assert 0 <= last < 0.3 * first, (first, last)  # about 1.6 at the start (the blob), 0.26 at step 60

@@ -144,11 +144,19 @@ def test_emptiness_loss_is_sjc_log_of_weights(tmp_path):
     w = torch.tensor([0.0, 0.1, 0.5])
     out = RenderOutput(comp_rgb=torch.zeros(1, 1, 1, 3), comp_rgb_bg=torch.zeros(1, 1, 1, 3), opacity=torch.zeros(1, 1, 1, 1),
                        depth=torch.zeros(1, 1, 1, 1), sample_weights=w)
-    system = DreamFusionSystem.__new__(DreamFusionSystem)
-    torch.nn.Module.__init__(system)
+    import lightning.pytorch as pl
+
+    system = DreamFusionSystem.__new__(DreamFusionSystem)  # the loss only: no prior, no modules
+    pl.LightningModule.__init__(system)
     system.cfg = DreamFusionSystem.Config(loss={"lambda_emptiness": 1.0}, emptiness_scale=10.0)
     losses = system.regularizers(out)
     assert losses["emptiness"].item() == pytest.approx(torch.log1p(10 * w).mean().item())
+    # the centre loss falls as the centre gets deeper than the border
+    from lift3d.systems.dreamfusion import center_depth_loss
+
+    flat, centred = torch.ones(1, 8, 8, 1), torch.zeros(1, 8, 8, 1)
+    centred[:, 2:6, 2:6] = 2.0
+    assert center_depth_loss(centred, 0.5) < center_depth_loss(centred * 0.5, 0.5) < center_depth_loss(flat, 0.5)
 
 
 def test_the_dreamfusion_preset_runs_with_sjc_guidance_by_one_override(tmp_path):

@@ -59,7 +59,7 @@ class SJCGuidance(DiffusersSDSGuidance):
     def latent_channels(self) -> int | None:
         return self.prior.vae.config.latent_channels if self.prior.vae is not None else None
 
-    def to_prior_space(self, render: Float[Tensor, "B H W C"]) -> Float[Tensor, "B C S S"]:
+    def to_prior_space(self, render: Float[Tensor, "B H W C"]) -> Float[Tensor, "B K S S"]:
         """What the UNet denoises: the render itself when it is a latent render, else as SDS encodes it."""
         if self.latent_channels is not None and render.shape[-1] == self.latent_channels:
             y = render.permute(0, 3, 1, 2)
