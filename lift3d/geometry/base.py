@@ -8,12 +8,16 @@ mesh it extracts itself, rendered by rasterization).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from lift3d.module import Lift3DModule
+
+if TYPE_CHECKING:
+    from lift3d.geometry.triangle_mesh import TriangleMesh
 
 
 @dataclass
@@ -72,6 +76,6 @@ class BaseImplicitGeometry(BaseGeometry):
 class BaseExplicitGeometry(BaseGeometry):
     """A geometry that is a triangle mesh (e.g. DMTet), differentiable in its parameters."""
 
-    def isosurface(self) -> "TriangleMesh":  # noqa: F821
+    def isosurface(self) -> "TriangleMesh":
         """The current surface mesh (a :class:`lift3d.geometry.triangle_mesh.TriangleMesh`)."""
         raise NotImplementedError
