@@ -180,3 +180,18 @@ def test_a_render_with_the_wrong_channel_count_is_a_clear_error(pixel_prior):
     guidance, emb = setup(pixel_prior)
     with pytest.raises(Exception, match="the render has 4 channels but the prior .* takes 3"):
         guidance(torch.rand(1, 8, 8, 4), emb, cameras(1))
+
+
+def test_log_sigma_sampling_is_uniform_in_log_sigma_within_the_range(pixel_prior):
+    guidance, _ = setup(pixel_prior, sigma_sampling="log_sigma", min_step_percent=0.1, max_step_percent=0.9)
+    lo, hi = guidance.timestep_range()
+    torch.manual_seed(0)
+    t = guidance.sample_timesteps(lo, hi, 4000, torch.device("cpu"))
+    assert lo <= int(t.min()) and int(t.max()) <= hi
+    log_sigma = guidance.sigma(t).log()
+    a, b = guidance.sigma(torch.tensor([lo, hi])).log()
+    halves = (log_sigma < (a + b) / 2).float().mean()
+    assert abs(halves - 0.5) < 0.05  # half the draws in each half of the log-sigma range
+    guidance.cfg.sigma_sampling = "timestep"  # the default draws timesteps uniformly instead
+    t2 = guidance.sample_timesteps(lo, hi, 4000, torch.device("cpu"))
+    assert abs((t2 < (lo + hi) / 2).float().mean() - 0.5) < 0.05

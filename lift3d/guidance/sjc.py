@@ -20,13 +20,15 @@ same formula as DreamFusion's: the scale means the same number in both.
 A latent prior is scored on the render itself when the render has the latent channel count
 (latent rendering: no VAE encoder in the loop; images to save are decoded); a render with 3
 channels is encoded by the VAE, as SDS does. A pixel prior (the bundled one) scores the render
-resized to its size and mapped to [-1, 1]. The timestep (hence sigma) is drawn uniformly in
-[min_step_percent, max_step_percent] of the prior's timesteps, like SDS.
+resized to its size and mapped to [-1, 1]. sigma's range is that of the timesteps in
+[min_step_percent, max_step_percent]; within it a timestep is drawn uniformly (as SDS) or log(sigma)
+uniformly (``sigma_sampling``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +56,10 @@ class SJCGuidance(DiffusersSDSGuidance):
     class Config(TextPriorGuidanceConfig):
         variance_reduction: bool = True
         """Score by (D - y) / sigma = n - eps_hat (SJC's default) instead of (D - z) / sigma = -eps_hat."""
+        sigma_sampling: Literal["timestep", "log_sigma"] = "timestep"
+        """How sigma is drawn in its range (the step-percent bounds): ``timestep``, a timestep uniformly
+        (as SDS); ``log_sigma``, log(sigma) uniformly, then the timestep of the nearest sigma (more
+        weight on the low-noise end, where sigma changes fastest with t)."""
 
     @property
     def latent_channels(self) -> int | None:
@@ -72,6 +78,15 @@ class SJCGuidance(DiffusersSDSGuidance):
             raise RunError(f"the render has {render.shape[-1]} channels but the prior at {self.prior.path} takes {want}; "
                            "set system.geometry.n_feature_dims, the material's and the background's n_output_dims to match")
         return encode_renders(render, self.prior.image_size, self.prior.vae)
+
+    def sample_timesteps(self, lo: int, hi: int, b: int, device: torch.device) -> Tensor:
+        """``b`` timesteps in [lo, hi], drawn as ``sigma_sampling`` says."""
+        if self.cfg.sigma_sampling == "timestep":
+            return torch.randint(lo, hi + 1, (b,), device=device, dtype=torch.long)
+        ts = torch.arange(lo, hi + 1, device=device)
+        log_sigma = self.sigma(ts).log()
+        target = log_sigma[0] + torch.rand(b, device=device) * (log_sigma[-1] - log_sigma[0])
+        return ts[(log_sigma[None, :] - target[:, None]).abs().argmin(dim=1)]
 
     def sigma(self, t: Tensor) -> Tensor:
         a = self.prior.alphas_cumprod[t]
@@ -98,7 +113,7 @@ class SJCGuidance(DiffusersSDSGuidance):
         b = y.shape[0]
         lo, hi = self.timestep_range()
         if t is None:
-            t = torch.randint(lo, hi + 1, (b,), device=y.device, dtype=torch.long)
+            t = self.sample_timesteps(lo, hi, b, y.device)
         if noise is None:
             noise = torch.randn_like(y)
         cond, uncond = prompt.for_cameras(batch.elevation.to(y.device), batch.azimuth.to(y.device))
