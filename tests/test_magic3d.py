@@ -162,8 +162,14 @@ def test_refine_config_errors_stop_before_any_output(tmp_path):
     proc = launch([*base, f"system.geometry_convert_from={tmp_path / 'nowhere'}"], tmp_path)
     assert proc.returncode != 0
     assert "system.geometry_convert_from" in proc.stderr and "no such checkpoint or trial directory" in proc.stderr
-    proc = launch([*base, "system.geometry_convert_from=x", "system.renderer_type=nerf-volume-renderer"], tmp_path)
-    assert proc.returncode != 0 and "cannot draw geometry 'tetrahedra-sdf-grid'; use mesh-rasterize-renderer" in proc.stderr
-    proc = launch([*base, "system.geometry_convert_from=x", "system.stage=coarse"], tmp_path)
-    assert proc.returncode != 0 and "the coarse stage optimises a NeRF" in proc.stderr
     assert not out.exists()
+    # mismatched geometry, renderer and stage are config errors, found when the config is parsed
+    from lift3d.config import explicit_keys, load_mapping, override_keys, parse
+    from lift3d.errors import ConfigError
+    from lift3d.experiment import ExperimentConfig
+
+    for change, message in (("system.renderer_type=nerf-volume-renderer", "cannot draw geometry 'tetrahedra-sdf-grid'; use mesh-rasterize-renderer"),
+                            ("system.stage=coarse", "the coarse stage optimises a NeRF")):
+        overrides = ["system.prompt_processor.prompt=a cube", "system.geometry_convert_from=x", change]
+        with pytest.raises(ConfigError, match=message), explicit_keys(override_keys(overrides)):
+            parse(ExperimentConfig, load_mapping(ROOT / "configs" / "magic3d-refine-bundled.yaml", overrides))

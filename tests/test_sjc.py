@@ -195,3 +195,32 @@ def test_log_sigma_sampling_is_uniform_in_log_sigma_within_the_range(pixel_prior
     guidance.cfg.sigma_sampling = "timestep"  # the default draws timesteps uniformly instead
     t2 = guidance.sample_timesteps(lo, hi, 4000, torch.device("cpu"))
     assert abs((t2 < (lo + hi) / 2).float().mean() - 0.5) < 0.05
+
+
+def test_a_latent_rendering_step_never_encodes_and_its_saved_images_are_decoded(latent_prior, monkeypatch):
+    """The sjc-sd preset's system on a tiny random SD-layout prior: one training step and one saved frame."""
+    from run_helpers import ROOT
+
+    from lift3d.config import explicit_keys, load_mapping, override_keys, parse
+    from lift3d.data.random_camera import RandomCameraDataModule
+    from lift3d.experiment import ExperimentConfig
+    from lift3d.systems.dreamfusion import DreamFusionSystem
+
+    overrides = ["system.prompt_processor.prompt=a red cube", f"system.guidance.pretrained_model_name_or_path={latent_prior}",
+                 "system.geometry.grid_size=12", "system.renderer.num_samples_per_ray=16", "data.resolution=16", "data.eval_resolution=16"]
+    with explicit_keys(override_keys(overrides)):
+        cfg = parse(ExperimentConfig, load_mapping(ROOT / "configs" / "sjc-sd.yaml", overrides))
+    system = DreamFusionSystem(cfg.system)
+    vae = system.guidance.prior.vae
+    monkeypatch.setattr(vae, "encode", lambda *a, **k: pytest.fail("the VAE encoder ran during latent rendering"))
+    data = RandomCameraDataModule(cfg.data)
+    batch = data.train_dataset.sample(0)
+    out = system(batch)
+    assert out.comp_rgb.shape[-1] == vae.config.latent_channels == 4
+    loss = system.guidance(out.comp_rgb, system.prompt_processor.embeddings, batch).losses["sds"]
+    loss.backward()
+    assert system.geometry.features.grad.abs().sum() > 0
+    system.eval()
+    with torch.no_grad():
+        images = system._eval_images(data.test_dataset[0])
+    assert images[0].shape == (16, 16, 3) and 0 <= float(images[0].min()) and float(images[0].max()) <= 1
