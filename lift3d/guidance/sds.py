@@ -155,7 +155,7 @@ class DiffusersSDSGuidance(BaseGuidance):
 
     def forward(
         self,
-        rgb: Float[Tensor, "B H W 3"],
+        rgb: Float[Tensor, "B H W C"],
         prompt: PromptEmbeddings,
         batch: CameraBatch,
         t: Tensor | None = None,
@@ -166,7 +166,7 @@ class DiffusersSDSGuidance(BaseGuidance):
         b = x.shape[0]
         lo, hi = self.timestep_range()
         if t is None:
-            t = torch.randint(lo, hi + 1, (b,), device=x.device, dtype=torch.long)
+            t = self.sample_timesteps(lo, hi, b, x.device)
         if noise is None:
             noise = torch.randn_like(x)
         cond, uncond = prompt.for_cameras(batch.elevation.to(x.device), batch.azimuth.to(x.device))
@@ -175,5 +175,13 @@ class DiffusersSDSGuidance(BaseGuidance):
         return GuidanceOutput(
             losses={"sds": loss},
             info={"grad_norm": grad.norm().item(), "t_min": float(lo), "t_max": float(hi), "t": float(t.float().mean()),
-                  "nonfinite_fraction": self.last_nonfinite_fraction},
+                  "nonfinite_fraction": self.last_nonfinite_fraction, **self.step_info(t)},
         )
+
+    def sample_timesteps(self, lo: int, hi: int, b: int, device: torch.device) -> Tensor:
+        """``b`` timesteps drawn uniformly in [lo, hi]."""
+        return torch.randint(lo, hi + 1, (b,), device=device, dtype=torch.long)
+
+    def step_info(self, t: Tensor) -> dict[str, float]:
+        """Extra values to log for a step at timesteps ``t``."""
+        return {}

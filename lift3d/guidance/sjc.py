@@ -36,12 +36,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lift3d.config import resolve
-from lift3d.data.batch import CameraBatch
 from lift3d.errors import RunError
-from lift3d.guidance.base import GuidanceOutput
 from lift3d.guidance.noise_prediction import guard_finite
 from lift3d.guidance.sds import DiffusersSDSGuidance, TextPriorGuidanceConfig, encode_renders
-from lift3d.prompts.base import PromptEmbeddings
 from lift3d.registry import register
 
 
@@ -82,7 +79,7 @@ class SJCGuidance(DiffusersSDSGuidance):
     def sample_timesteps(self, lo: int, hi: int, b: int, device: torch.device) -> Tensor:
         """``b`` timesteps in [lo, hi], drawn as ``sigma_sampling`` says."""
         if self.cfg.sigma_sampling == "timestep":
-            return torch.randint(lo, hi + 1, (b,), device=device, dtype=torch.long)
+            return super().sample_timesteps(lo, hi, b, device)
         ts = torch.arange(lo, hi + 1, device=device)
         log_sigma = self.sigma(ts).log()
         target = log_sigma[0] + torch.rand(b, device=device) * (log_sigma[-1] - log_sigma[0])
@@ -106,24 +103,15 @@ class SJCGuidance(DiffusersSDSGuidance):
             score = score.clamp(-clip, clip)
         return score
 
-    def forward(self, rgb: Float[Tensor, "B H W C"], prompt: PromptEmbeddings, batch: CameraBatch,
-                t: Tensor | None = None, noise: Tensor | None = None) -> GuidanceOutput:
-        self._ensure_device(rgb.device)
-        y = self.to_prior_space(rgb)
-        b = y.shape[0]
-        lo, hi = self.timestep_range()
-        if t is None:
-            t = self.sample_timesteps(lo, hi, b, y.device)
-        if noise is None:
-            noise = torch.randn_like(y)
-        cond, uncond = prompt.for_cameras(batch.elevation.to(y.device), batch.azimuth.to(y.device))
-        score = self.paas_score(y.detach(), cond, uncond, t, noise)
-        loss = -(score.detach() * y).sum() / b
-        return GuidanceOutput(
-            losses={"sds": loss},
-            info={"grad_norm": score.norm().item(), "t_min": float(lo), "t_max": float(hi), "t": float(t.float().mean()),
-                  "sigma": float(self.sigma(t).mean()), "nonfinite_fraction": self.last_nonfinite_fraction},
-        )
+    def encode(self, rgb: Float[Tensor, "B H W C"]) -> Float[Tensor, "B K S S"]:
+        return self.to_prior_space(rgb)
+
+    def sds_gradient(self, x: Tensor, cond: Tensor, uncond: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """The loss ascends the score: SDS's forward forms its loss from minus the PAAS score."""
+        return -self.paas_score(x, cond, uncond, t, noise)
+
+    def step_info(self, t: Tensor) -> dict[str, float]:
+        return {"sigma": float(self.sigma(t).mean())}
 
     @torch.no_grad()
     def to_display(self, render: Float[Tensor, "B H W C"]) -> Float[Tensor, "B H W 3"]:
