@@ -55,8 +55,8 @@ class SJCGuidance(DiffusersSDSGuidance):
         """Score by (D - y) / sigma = n - eps_hat (SJC's default) instead of (D - z) / sigma = -eps_hat."""
         sigma_sampling: Literal["timestep", "log_sigma"] = "timestep"
         """How sigma is drawn in its range (the step-percent bounds): ``timestep``, a timestep uniformly
-        (as SDS); ``log_sigma``, log(sigma) uniformly, then the timestep of the nearest sigma (more
-        weight on the low-noise end, where sigma changes fastest with t)."""
+        (as SDS); ``log_sigma``, log(sigma) uniformly, then the timestep of the nearest sigma (each
+        octave of noise equally often, as variance-exploding samplers space their levels)."""
 
     @property
     def latent_channels(self) -> int | None:
