@@ -34,8 +34,8 @@ class MeshRasterizeRenderer(BaseRenderer):
         antialias: bool = True
         """Blend silhouette edges in training renders (gives image losses gradients with respect to the
         outline). Renders without gradients (validation, test, export checks) sample pixel centres, as
-        the volume renderer does, so their silhouettes compare one to one: the blend counts a corner
-        pixel's two edges separately and would shrink thresholded silhouettes by about a third of a pixel."""
+        the volume renderer does, so their silhouettes and the benchmarks' thresholded masks compare one
+        to one with a NeRF's (the blend still under-counts the coverage of pixels on slanted edges a little)."""
 
     def __init__(self, cfg: Config, geometry, material, background) -> None:
         super().__init__(cfg, geometry, material, background)
