@@ -34,8 +34,29 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=None, metavar="N",
                     help="CPU threads (default: the cores, shared with other lift3d runs alive on this machine)")
     ap.add_argument("--plugin", action="append", default=[], metavar="FILE.py", help="import a file that registers modules (repeatable)")
+    ap.add_argument("--then", action="append", default=[], metavar="CONFIG",
+                    help="with --train: after this run, train CONFIG from it (system.geometry_convert_from=<this trial>) with "
+                         "the same overrides; repeatable, e.g. the stages of a multi-stage method in order")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value")
     return ap
+
+
+PENDING_TRIAL = "<the previous stage's trial>"
+"""Placeholder source of a chained stage while the chain's configs are checked before any run."""
+
+
+def check_chain(stages: list[str], overrides: list[str]) -> None:
+    """Parse every later stage's config (as it will be run) before the first stage starts."""
+    from lift3d.config import explicit_keys, load_mapping, override_keys, parse
+    from lift3d.experiment import ExperimentConfig
+
+    for config in stages:
+        stage_overrides = [*overrides, f"system.geometry_convert_from={PENDING_TRIAL}"]
+        try:
+            with explicit_keys(override_keys(stage_overrides)):
+                parse(ExperimentConfig, load_mapping(config, stage_overrides))
+        except Lift3DError as exc:
+            raise type(exc)("\n".join(f"--then {config}: {line}" for line in str(exc).splitlines())) from exc
 
 
 def _trial_tag(cfg) -> str:
@@ -114,6 +135,10 @@ def run(argv: list[str] | None = None) -> int:
     ckpt, resumed_trial = resolve_resume(cfg.resume)
     if not args.train and ckpt is None:
         raise RunError("--validate/--test/--export need a checkpoint: add resume=<trial directory or .ckpt file>")
+    if args.then and not args.train:
+        raise RunError("--then chains training runs: use it with --train")
+    if args.then:
+        check_chain(args.then, [o for o in args.overrides if not o.startswith("resume=")])
 
     import lightning.pytorch as pl
     import torch
@@ -174,6 +199,12 @@ def run(argv: list[str] | None = None) -> int:
             {"steps": steps, "fit_seconds": round(fit_seconds, 3), "steps_per_second": steps / max(fit_seconds, 1e-9),
              "seconds": split, "total_seconds": round(total, 3)}, indent=2))
         print(_time_split(split, steps, total))
+        if args.then:
+            print(f"outputs are in {trial}")
+            nxt = ["--config", args.then[0], "--train", *(f"--then={c}" for c in args.then[1:]), "--gpu", args.gpu,
+                   *(["--threads", str(args.threads)] if args.threads is not None else []), *(f"--plugin={p}" for p in args.plugin),
+                   *[o for o in args.overrides if not o.startswith("resume=")], f"system.geometry_convert_from={trial}"]
+            return run(nxt)
     elif args.validate:
         trainer.validate(system, datamodule=datamodule, ckpt_path=ckpt_path)
     elif args.test:

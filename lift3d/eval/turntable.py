@@ -138,3 +138,15 @@ def janus_rate(tt: Turntable, kind: str, gt) -> dict[str, float] | None:
     reference = np.mean([feature_fraction(gt_rgb[i], gt.mask[i]) for i in torch.nonzero(front).flatten().tolist()])
     shows = np.array([feature_fraction(tt.rgb[i], tt.opacity[i] > 0.5) > 0.25 * reference for i in range(len(az))])
     return {"janus": float(shows[back.numpy()].mean()), "front_feature_seen": float(shows[front.numpy()].mean())}
+
+
+def mean_saturation(rgb: Float[Tensor, "N 3 H W"], mask: Bool[Tensor, "N H W"]) -> float:
+    """Mean HSV saturation, (max - min) / max of the channels, over the pixels in ``mask``."""
+    hi, lo = rgb.amax(1), rgb.amin(1)
+    s = (hi - lo) / hi.clamp(min=1e-6)
+    return float(s[mask].mean()) if bool(mask.any()) else 0.0
+
+
+def saturation(tt: Turntable, gt) -> dict[str, float]:
+    """Mean colour saturation of the turntable's object (opacity > 0.5) and of the true object's."""
+    return {"render": mean_saturation(tt.rgb, tt.opacity > 0.5), "truth": mean_saturation(gt.rgb.permute(0, 3, 1, 2), gt.mask)}

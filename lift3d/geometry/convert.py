@@ -33,18 +33,22 @@ class ConversionReport:
     silhouette_iou: float
     faces: int
     inherited_texture: bool
+    copied_mesh: bool = False
+    """The source was a mesh stage's DMTet grid, copied as it is (no level, no silhouettes)."""
 
     def line(self) -> str:
         tex = ", texture inherited" if self.inherited_texture else ""
+        if self.copied_mesh:
+            return f"copied the mesh geometry of {self.source}: {self.faces:,} faces{tex}"
         return (f"converted {self.source} to a mesh geometry: density level {self.level:.4g} "
                 f"(level-set silhouettes vs the NeRF's IoU {self.silhouette_iou:.3f}), {self.faces:,} faces{tex}")
 
 
 @dataclass
 class CoarseRun:
-    """A trained NeRF run: its geometry, renderer and test cameras."""
+    """A trained run: its geometry (a NeRF, or DMTet of a mesh stage), renderer and test cameras."""
 
-    geometry: BaseImplicitGeometry
+    geometry: BaseImplicitGeometry | TetrahedraSDFGrid
     renderer: torch.nn.Module
     cameras: list
 
@@ -70,9 +74,9 @@ def load_coarse_run(source: str) -> CoarseRun:
                        "pass the coarse trial directory (it holds configs/parsed.yaml)")
     cfg = parse(ExperimentConfig, load_mapping(trial / "configs" / "parsed.yaml", []))
     geometry = find(cfg.system.geometry_type, BaseGeometry)(cfg.system.geometry)
-    if not isinstance(geometry, BaseImplicitGeometry):
-        raise RunError(f"system.geometry_convert_from={source}: that run's geometry {cfg.system.geometry_type!r} is not a "
-                       "density field; convert from a coarse (NeRF) run")
+    if not isinstance(geometry, (BaseImplicitGeometry, TetrahedraSDFGrid)):
+        raise RunError(f"system.geometry_convert_from={source}: that run's geometry {cfg.system.geometry_type!r} is neither a "
+                       "density field nor a DMTet grid; convert from a coarse (NeRF) run or a mesh stage's run")
     renderer = find(cfg.system.renderer_type, BaseRenderer)(
         cfg.system.renderer, geometry, NoMaterial(None), SolidColorBackground(SolidColorBackground.Config()))
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
@@ -95,6 +99,8 @@ def convert_to_mesh_geometry(
 
     coarse = load_coarse_run(source)
     geo = coarse.geometry
+    if isinstance(geo, TetrahedraSDFGrid):
+        return copy_mesh_geometry(target, geo, str(source), inherit_texture)
     r = target.radius
     box = (torch.full((3,), -r), torch.full((3,), r))
     density = geo.density_grid(resolution, bbox=box).cpu()
@@ -134,7 +140,7 @@ def copy_texture(source: torch.nn.Module, target: TetrahedraSDFGrid, where: str)
     for name in ("encoding", "feature_network"):
         src, dst = getattr(source, name, None), getattr(target, name)
         if src is None:
-            raise RunError(f"system.geometry_convert_from={where}: the coarse geometry has no {name} to inherit; "
+            raise RunError(f"system.geometry_convert_from={where}: the source run's geometry has no {name} to inherit (geometry_only); "
                            "set system.geometry_convert_inherit_texture=false")
         theirs, ours = src.state_dict(), dst.state_dict()
         mismatch = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
@@ -142,3 +148,19 @@ def copy_texture(source: torch.nn.Module, target: TetrahedraSDFGrid, where: str)
             raise ConfigError(f"system.geometry.{name}: differs from the coarse run's ({mismatch[0]}); give it the coarse "
                               f"run's system.geometry.{name} settings, or set system.geometry_convert_inherit_texture=false")
         dst.load_state_dict(theirs)
+
+
+@torch.no_grad()
+def copy_mesh_geometry(target: TetrahedraSDFGrid, source: TetrahedraSDFGrid, where: str, inherit_texture: bool) -> ConversionReport:
+    """Start ``target`` as the mesh stage's grid ``source``: its SDF and deformations (and colour field)."""
+    for name in ("isosurface_resolution", "radius"):
+        theirs, ours = getattr(source.cfg, name), getattr(target.cfg, name)
+        if theirs != ours:
+            raise ConfigError(f"system.geometry.{name}: {ours} differs from the source run's {theirs} ({where}); "
+                              f"set system.geometry.{name}={theirs}")
+    target.sdf.copy_(source.sdf)
+    target.deformation.copy_(source.deformation)
+    if inherit_texture:
+        copy_texture(source, target, where)
+    faces = target.isosurface().n_faces
+    return ConversionReport(where, float("nan"), float("nan"), faces, inherit_texture and not target.cfg.geometry_only, copied_mesh=True)

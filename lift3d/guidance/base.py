@@ -23,6 +23,9 @@ class GuidanceOutput:
 class BaseGuidance(Lift3DModule):
     loss_names: tuple[str, ...] = ()
     """Names of the losses this guidance produces; the system accepts ``lambda_<name>`` for each."""
+    trainable_modules: tuple[str, ...] = ()
+    """Submodules the system's optimizer trains alongside the scene (VSD's LoRA), as named under
+    ``guidance.``; they are saved in checkpoints. The prior itself is frozen and never saved."""
 
     def forward(self, rgb: Float[Tensor, "B H W C"], prompt: PromptEmbeddings, batch: CameraBatch) -> GuidanceOutput:
         raise NotImplementedError

@@ -22,6 +22,8 @@ class FrozenPrior:
     path: Path
     prediction_type: str = "epsilon"
     """What the UNet predicts (scheduler config): ``epsilon``, ``v_prediction`` or ``sample``."""
+    dtype: torch.dtype = torch.float32
+    """The networks' dtype (set by :meth:`to`; diffusers' ``unet.dtype`` walks every module per call)."""
 
     @property
     def is_latent(self) -> bool:
@@ -44,12 +46,15 @@ class FrozenPrior:
         return self.sample_size * factor
 
     def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "FrozenPrior":
-        self.unet.to(device, dtype)
+        if next(self.unet.parameters()).dtype != dtype:  # a dtype argument makes diffusers warn, even a no-op one
+            self.unet.to(dtype=dtype)
+        self.unet.to(device)
         if torch.device(device).type == "cpu":  # channels-last convolutions: ~13 % faster UNet calls on a CPU
             self.unet.to(memory_format=torch.channels_last)
         if self.vae is not None:
             self.vae.to(device, dtype)
         self.alphas_cumprod = self.alphas_cumprod.to(device)
+        self.dtype = dtype
         return self
 
 

@@ -132,8 +132,8 @@ class DiffusersSDSGuidance(BaseGuidance):
     def predict_noise(self, noisy: Tensor, t: Tensor, cond: Tensor, uncond: Tensor) -> Tensor:
         """Classifier-free-guided noise prediction (ε, whatever the prior predicts)."""
         unet = self.prior.unet
-        inp = torch.cat([noisy, noisy]).to(unet.dtype)
-        emb = torch.cat([cond, uncond]).to(unet.dtype)
+        inp = torch.cat([noisy, noisy]).to(self.prior.dtype)
+        emb = torch.cat([cond, uncond]).to(self.prior.dtype)
         out = unet(inp, torch.cat([t, t]), encoder_hidden_states=emb).sample.float()
         if out.shape[1] == 2 * noisy.shape[1]:  # learned variance (DeepFloyd IF): keep the prediction half
             out = out[:, : noisy.shape[1]]
@@ -170,13 +170,21 @@ class DiffusersSDSGuidance(BaseGuidance):
         if noise is None:
             noise = torch.randn_like(x)
         cond, uncond = prompt.for_cameras(batch.elevation.to(x.device), batch.azimuth.to(x.device))
-        grad = self.sds_gradient(x.detach(), cond, uncond, t, noise)
+        grad = self.distillation_gradient(x.detach(), cond, uncond, t, noise, batch)
         loss = (grad.detach() * x).sum() / b
         return GuidanceOutput(
-            losses={"sds": loss},
+            losses={self.loss_names[0]: loss, **self.extra_losses(x.detach(), cond, batch)},
             info={"grad_norm": grad.norm().item(), "t_min": float(lo), "t_max": float(hi), "t": float(t.float().mean()),
                   "nonfinite_fraction": self.last_nonfinite_fraction, **self.step_info(t)},
         )
+
+    def distillation_gradient(self, x: Tensor, cond: Tensor, uncond: Tensor, t: Tensor, noise: Tensor, batch: CameraBatch) -> Tensor:
+        """The gradient the first loss applies to ``x`` (times the batch size): SDS's by default."""
+        return self.sds_gradient(x, cond, uncond, t, noise)
+
+    def extra_losses(self, x: Tensor, cond: Tensor, batch: CameraBatch) -> dict[str, Tensor]:
+        """Further named losses from the detached prior input ``x`` (VSD's LoRA loss); none for SDS."""
+        return {}
 
     def sample_timesteps(self, lo: int, hi: int, b: int, device: torch.device) -> Tensor:
         """``b`` timesteps drawn uniformly in [lo, hi]."""

@@ -35,12 +35,16 @@ class BaseLift3DSystem(pl.LightningModule):
 
     # ---- config checks -------------------------------------------------------------------
     @classmethod
-    def produced_losses(cls, cfg) -> tuple[str, ...]:
+    def guidance_class(cls, cfg) -> type:
+        """The registered guidance class ``cfg.guidance_type`` names (of this system's kind)."""
         import importlib
 
         mod, _, name = cls.guidance_kind.rpartition(".")
-        guidance_cls = find(cfg.guidance_type, getattr(importlib.import_module(mod), name))
-        return tuple(guidance_cls.loss_names) + tuple(cls.regularizer_names)
+        return find(cfg.guidance_type, getattr(importlib.import_module(mod), name))
+
+    @classmethod
+    def produced_losses(cls, cfg) -> tuple[str, ...]:
+        return tuple(cls.guidance_class(cfg).loss_names) + tuple(cls.regularizer_names)
 
     @classmethod
     def check_config(cls, cfg, path: str) -> None:

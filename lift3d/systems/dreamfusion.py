@@ -143,11 +143,15 @@ class DreamFusionSystem(BaseLift3DSystem):
             raise
         except Exception:
             return None
-        return [n for n, p in torch.nn.ModuleDict(modules).named_parameters() if p.requires_grad]
+        names = [n for n, p in torch.nn.ModuleDict(modules).named_parameters() if p.requires_grad]
+        # the guidance's trainable parts sit inside a prior that is not loaded here: named by module
+        return names + [f"guidance.{m}" for m in getattr(cls.guidance_class(cfg), "trainable_modules", ())]
 
     def configure_optimizers(self):
-        trainable = torch.nn.ModuleDict({name: getattr(self, name) for name, _ in self.TRAINABLE})
-        return build_optimizer(self.cfg.optimizer, trainable)
+        trainable = {name: getattr(self, name) for name, _ in self.TRAINABLE}
+        if getattr(self.guidance, "trainable_modules", ()):
+            trainable["guidance"] = self.guidance  # VSD's LoRA and camera MLP, at param_lrs.guidance.* rates
+        return build_optimizer(self.cfg.optimizer, torch.nn.ModuleDict(trainable))
 
     def forward(self, batch: CameraBatch, need_normal: bool = False) -> RenderOutput:
         return self.renderer(batch, need_normal=need_normal)
@@ -176,9 +180,17 @@ class DreamFusionSystem(BaseLift3DSystem):
             losses["center_depth"] = center_depth_loss(out.depth, self.cfg.center_ratio)
         return losses
 
+    def needs_normal(self) -> bool:
+        """Whether this step's render needs normals (beyond what the material asks for)."""
+        return self.loss_weight("orient") > 0
+
+    def guidance_input(self, out: RenderOutput) -> torch.Tensor:
+        """What the guidance scores: the composited colours."""
+        return out.comp_rgb
+
     def training_step(self, batch: CameraBatch, batch_idx: int):
-        out = self(batch, need_normal=self.loss_weight("orient") > 0)
-        guidance_out = self.guidance(out.comp_rgb, self.prompt_processor.embeddings, batch)
+        out = self(batch, need_normal=self.needs_normal())
+        guidance_out = self.guidance(self.guidance_input(out), self.prompt_processor.embeddings, batch)
         losses = {**guidance_out.losses, **self.regularizers(out)}
         total = torch.zeros((), device=out.comp_rgb.device)
         for name, value in losses.items():

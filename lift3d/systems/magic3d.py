@@ -33,7 +33,8 @@ class Magic3DSystem(DreamFusionSystem):
         stage: Literal["coarse", "refine"] = "coarse"
         """``coarse``: a NeRF geometry; ``refine``: a mesh geometry (tetrahedra-sdf-grid) on a mesh renderer."""
         geometry_convert_from: Optional[str] = None
-        """Refine: the coarse trial directory to start from (SDF from its density, colour field copied)."""
+        """Refine: the coarse trial directory to start from (SDF from its density, colour field copied);
+        a trial with a mesh geometry (DMTet) of the same grid is copied as it is."""
         geometry_convert_inherit_texture: bool = True
         """Copy the coarse run's colour field (hash grid + MLP; the encodings must match)."""
         geometry_convert_level: Optional[float] = None
@@ -41,25 +42,30 @@ class Magic3DSystem(DreamFusionSystem):
         geometry_convert_resolution: int = 128
         """Density grid resolution sampled for the conversion."""
 
+    mesh_stages: tuple[str, ...] = ("refine",)
+    """Stages that optimise a mesh geometry (the others optimise a NeRF)."""
+
     @classmethod
     def config_errors(cls, cfg, path: str) -> list[str]:
         errors = super().config_errors(cfg, path)
         geometry_cls = find(cfg.geometry_type, BaseGeometry)
-        if cfg.stage == "coarse" and not issubclass(geometry_cls, BaseImplicitGeometry):
-            errors.append(f"{path}.geometry_type: the coarse stage optimises a NeRF, not {cfg.geometry_type!r}; "
-                          f"use implicit-volume, or set {path}.stage=refine")
-        if cfg.stage == "refine" and not issubclass(geometry_cls, BaseExplicitGeometry):
-            errors.append(f"{path}.geometry_type: the refine stage optimises a mesh, not {cfg.geometry_type!r}; "
+        on_mesh = cfg.stage in cls.mesh_stages
+        if not on_mesh and not issubclass(geometry_cls, BaseImplicitGeometry):
+            errors.append(f"{path}.geometry_type: the {cfg.stage} stage optimises a NeRF, not {cfg.geometry_type!r}; "
+                          f"use implicit-volume, or set {path}.stage to one of {list(cls.mesh_stages)}")
+        if on_mesh and not issubclass(geometry_cls, BaseExplicitGeometry):
+            errors.append(f"{path}.geometry_type: the {cfg.stage} stage optimises a mesh, not {cfg.geometry_type!r}; "
                           f"use tetrahedra-sdf-grid, or set {path}.stage=coarse")
-        if cfg.stage == "coarse" and cfg.geometry_convert_from:
-            errors.append(f"{path}.geometry_convert_from: only the refine stage starts from another run; set {path}.stage=refine")
+        if not on_mesh and cfg.geometry_convert_from:
+            errors.append(f"{path}.geometry_convert_from: only a mesh stage starts from another run; "
+                          f"set {path}.stage to one of {list(cls.mesh_stages)}")
         for name in ("normal_consistency", "laplacian_smoothness"):
-            if cfg.stage == "coarse" and _ever_positive(cfg.loss.get(f"lambda_{name}", 0.0)):
-                errors.append(f"{path}.loss.lambda_{name}: a mesh regulariser, but the coarse stage has no mesh; set it to 0")
+            if not on_mesh and _ever_positive(cfg.loss.get(f"lambda_{name}", 0.0)):
+                errors.append(f"{path}.loss.lambda_{name}: a mesh regulariser, but the {cfg.stage} stage has no mesh; set it to 0")
         return errors
 
     def prepare_run(self, datamodule, resuming: bool) -> None:
-        if self.cfg.stage != "refine" or resuming or not self.cfg.geometry_convert_from:
+        if self.cfg.stage not in self.mesh_stages or resuming or not self.cfg.geometry_convert_from:
             return
         from lift3d.geometry.convert import convert_to_mesh_geometry
 
