@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lift3d.eval.turntable import classifier_accuracy, ground_truth_turntable, janus_rate, load_turntable, saturation, silhouette_iou
+from lift3d.eval.turntable import classifier_accuracy, ground_truth_turntable, janus_rate, load_turntable, saturation, silhouette_iou, soft_fraction
 from lift3d.priors.world.catalog import ASYMMETRIC_KINDS, HELD_OUT, caption
 from lift3d.utils.io import atomic_write_text
 
@@ -48,7 +48,8 @@ def run_one(colour: str, kind: str, view_dependent: bool, out: Path, config: Pat
     gt = ground_truth_turntable(colour, kind, tt)
     sphere = ground_truth_turntable(colour, "sphere", tt)  # what a plain ball would score: the IoU floor
     row |= {"trial": str(trial), "iou": silhouette_iou(tt.opacity, gt.mask), "sphere_iou": silhouette_iou(sphere.mask.float(), gt.mask),
-            "accuracy": classifier_accuracy(tt, colour, kind), "saturation": saturation(tt, gt)}
+            "accuracy": classifier_accuracy(tt, colour, kind), "saturation": saturation(tt, gt),
+            "soft_fraction": soft_fraction(tt.opacity)}
     janus = janus_rate(tt, kind, gt)
     if janus is not None:
         row["janus"] = janus

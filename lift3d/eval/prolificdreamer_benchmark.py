@@ -10,7 +10,9 @@ Per caption of the main-job benchmark it runs, as a user would:
 
 Each turntable is scored against the world's ground truth like the main-job benchmark, plus the
 mean colour saturation of the object in the renders against the true object's (SDS's known
-over-saturation at high guidance shows as render above truth).
+over-saturation at high guidance shows as render above truth) and the soft-edge fraction of the
+silhouettes (half-transparent pixels per object pixel: SDS's over-smoothing at low guidance
+shows as fuzzy edges).
 
     python scripts/bench_prolificdreamer.py --out bench_runs/prolificdreamer [--captions "a white snowman" ...]
 """
@@ -35,17 +37,17 @@ METHODS = ("dreamfusion preset", "sds @ s", "vsd stage 1", "prolificdreamer")
 def _cells(r: dict) -> str:
     a, j, s = r["accuracy"], r.get("janus"), r["saturation"]
     return (f"{a['colour']:.2f} | {a['kind']:.2f} | {a['both']:.2f} | {r['iou']:.3f} | {(format(j['janus'], '.2f') if j else '–')} | "
-            f"{s['render']:.2f} / {s['truth']:.2f} | {r['wall_seconds']:.0f}")
+            f"{s['render']:.2f} / {s['truth']:.2f} | {r['soft_fraction']:.2f} | {r['wall_seconds']:.0f}")
 
 
 def table(rows: list[dict], scale: float) -> str:
     """Per caption and method, then the means per caption set."""
     name = lambda m: m.replace("@ s", f"@ {scale:g}").replace("vsd stage", f"vsd @ {scale:g}, stage")  # noqa: E731
-    lines = ["| caption | set | method | colour acc | object acc | both | IoU | Janus | saturation (render / truth) | wall (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| caption | set | method | colour acc | object acc | both | IoU | Janus | saturation (render / truth) | soft edge | wall (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         where = "held-out" if r["held_out"] else "training"
-        body = f"failed: {r['error']} | | | | | | |" if "error" in r else _cells(r)
+        body = f"failed: {r['error']} | | | | | | | |" if "error" in r else _cells(r)
         lines.append(f"| {r['caption']} | {where} | {name(r['method'])} | {body}")
     for held_out in (False, True):
         for method in METHODS:
@@ -56,6 +58,7 @@ def table(rows: list[dict], scale: float) -> str:
             mean = {"accuracy": {k: float(np.mean([r["accuracy"][k] for r in ok])) for k in ("colour", "kind", "both")},
                     "iou": float(np.mean([r["iou"] for r in ok])), "janus": {"janus": float(np.mean(js))} if js else None,
                     "saturation": {k: float(np.mean([r["saturation"][k] for r in ok])) for k in ("render", "truth")},
+                    "soft_fraction": float(np.mean([r["soft_fraction"] for r in ok])),
                     "wall_seconds": float(np.mean([r["wall_seconds"] for r in ok]))}
             lines.append(f"| **mean, {'held-out' if held_out else 'training'}** ({len(ok)}) | | {name(method)} | {_cells(mean)}")
     return "\n".join(lines)
@@ -116,8 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             return seen[(colour, kind, method)]
         return record(run_one(colour, kind, True, args.out, CONFIGS / config, extra, stage=stage) | {"method": method})
 
-    for colour, kind in tqdm(jobs, desc="prolificdreamer benchmark", unit="caption"):
-        once(colour, kind, METHODS[0], "dreamfusion-bundled.yaml", [], stage="df")
+    for colour, kind in tqdm(jobs, desc="prolificdreamer benchmark: sds and vsd", unit="caption"):
         once(colour, kind, METHODS[1], "dreamfusion-bundled.yaml", [f"system.guidance.guidance_scale={scale:g}"], stage="sds")
         coarse = once(colour, kind, METHODS[2], "prolificdreamer-bundled.yaml", [], stage="vsd")
         if "error" in coarse or (colour, kind, METHODS[3]) in seen:
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         texture["stage_seconds"] = [coarse["wall_seconds"], geometry["wall_seconds"], texture["wall_seconds"]]
         texture["wall_seconds"] = round(sum(texture["stage_seconds"]), 1)  # the whole method
         record(texture | {"method": METHODS[3]})
+    for colour, kind in tqdm(jobs, desc="prolificdreamer benchmark: dreamfusion preset", unit="caption"):
+        once(colour, kind, METHODS[0], "dreamfusion-bundled.yaml", [], stage="df")
     latest = {(r["colour"], r["kind"], r["method"]): r for r in done}
     rows = [latest[(c, k, m)] for c, k in jobs for m in METHODS if (c, k, m) in latest]
     text = table(rows, scale)

@@ -150,3 +150,10 @@ def mean_saturation(rgb: Float[Tensor, "N 3 H W"], mask: Bool[Tensor, "N H W"]) 
 def saturation(tt: Turntable, gt) -> dict[str, float]:
     """Mean colour saturation of the turntable's object (opacity > 0.5) and of the true object's."""
     return {"render": mean_saturation(tt.rgb, tt.opacity > 0.5), "truth": mean_saturation(gt.rgb.permute(0, 3, 1, 2), gt.mask)}
+
+
+def soft_fraction(opacity: Float[Tensor, "N H W"], lo: float = 0.05, hi: float = 0.95) -> float:
+    """Half-transparent pixels (opacity in (lo, hi)) per pixel of the object (opacity > 0.5): how fuzzy
+    the silhouettes are; over-smoothed (blurry) runs score high, a crisp surface near the edge width."""
+    soft = ((opacity > lo) & (opacity < hi)).sum()
+    return float(soft / (opacity > 0.5).sum().clamp(min=1))
