@@ -138,7 +138,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.then and not args.train:
         raise RunError("--then chains training runs: use it with --train")
     if args.then:
-        check_chain(args.then, [o for o in args.overrides if not o.startswith("resume=")])
+        check_chain(args.then, [o for o in args.overrides if not o.startswith(("resume=", "system.geometry_convert_from="))])
 
     import lightning.pytorch as pl
     import torch
@@ -201,9 +201,10 @@ def run(argv: list[str] | None = None) -> int:
         print(_time_split(split, steps, total))
         if args.then:
             print(f"outputs are in {trial}")
+            carried = [o for o in args.overrides if not o.startswith(("resume=", "system.geometry_convert_from="))]
             nxt = ["--config", args.then[0], "--train", *(f"--then={c}" for c in args.then[1:]), "--gpu", args.gpu,
                    *(["--threads", str(args.threads)] if args.threads is not None else []), *(f"--plugin={p}" for p in args.plugin),
-                   *[o for o in args.overrides if not o.startswith("resume=")], f"system.geometry_convert_from={trial}"]
+                   *carried, f"system.geometry_convert_from={trial}"]
             return run(nxt)
     elif args.validate:
         trainer.validate(system, datamodule=datamodule, ckpt_path=ckpt_path)

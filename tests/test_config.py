@@ -16,7 +16,7 @@ PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
 
 def required_values(preset: str) -> list[str]:
     """The values each preset leaves to the user (???): a prompt, or an image (and a real prior's path)."""
-    if "refine" in preset:  # a refine stage starts from a coarse trial
+    if any(stage in preset for stage in ("refine", "geometry", "texture")):  # a later stage starts from the stage before
         return ["system.prompt_processor.prompt=a red cube", "system.geometry_convert_from=outputs/coarse/a_red_cube"]
     if "zero123" not in preset:
         return ["system.prompt_processor.prompt=a red cube"]
