@@ -12,13 +12,12 @@ Magic3D row is coarse + refine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from lift3d.eval.main_job_benchmark import ROOT, TRAINING, run_one
+from lift3d.eval.main_job_benchmark import ROOT, TRAINING, MethodResults, run_one
 from lift3d.priors.world.catalog import HELD_OUT, caption
 from lift3d.utils.io import atomic_write_text
 
@@ -96,16 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
     args.out.mkdir(parents=True, exist_ok=True)
-    results = args.out / "results.jsonl"
-    done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    log = MethodResults(args.out)
     jobs = [(c, k) for c, k in TRAINING + list(HELD_OUT[:3]) if args.captions is None or caption(c, k) in args.captions]
-    seen = {(r["colour"], r["kind"], r["method"]): r for r in done if "error" not in r}
-
-    def record(row: dict) -> dict:
-        done.append(row)
-        with open(results, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        return row
+    seen, record = log.finished, log.record
 
     for colour, kind in tqdm(jobs, desc="magic3d benchmark", unit="caption"):
         coarse = seen.get((colour, kind, METHODS[0]))
@@ -118,11 +110,10 @@ def main(argv: list[str] | None = None) -> None:
         refine["refine_seconds"] = refine["wall_seconds"]
         refine["wall_seconds"] = round(refine["wall_seconds"] + coarse["wall_seconds"], 1)  # the whole method
         record(refine | {"method": METHODS[1]})
-    latest = {(r["colour"], r["kind"], r["method"]): r for r in done}
-    rows = [latest[(c, k, m)] for c, k in jobs for m in METHODS if (c, k, m) in latest]
+    rows = log.latest(jobs, METHODS)
     text = table(rows)
     atomic_write_text(args.out / "table.md", text + "\n")
     if args.picture is not None:
         picture(rows, args.picture)
     print(text)
-    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; results in {results}")
+    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; results in {log.path}")

@@ -56,6 +56,27 @@ def run_one(colour: str, kind: str, view_dependent: bool, out: Path, config: Pat
     return row
 
 
+class MethodResults:
+    """A multi-method benchmark's ``<out>/results.jsonl``: one row per (colour, kind, method) run,
+    appended as runs finish; a rerun skips the finished ones and retries failures."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "results.jsonl"
+        self.rows = [json.loads(line) for line in self.path.read_text().splitlines()] if self.path.exists() else []
+        self.finished = {(r["colour"], r["kind"], r["method"]): r for r in self.rows if "error" not in r}
+
+    def record(self, row: dict) -> dict:
+        self.rows.append(row)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        return row
+
+    def latest(self, jobs: list[tuple[str, str]], methods: tuple[str, ...]) -> list[dict]:
+        """The newest row of each job and method, in that order (a retried run replaces its failure)."""
+        newest = {(r["colour"], r["kind"], r["method"]): r for r in self.rows}
+        return [newest[(c, k, m)] for c, k in jobs for m in methods if (c, k, m) in newest]
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| caption | set | view-dep. | colour acc | object acc | both | IoU | sphere IoU | Janus | front seen | wall (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -20,13 +20,12 @@ shows as fuzzy edges).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from lift3d.eval.main_job_benchmark import ROOT, TRAINING, run_one
+from lift3d.eval.main_job_benchmark import ROOT, TRAINING, MethodResults, run_one
 from lift3d.priors.world.catalog import HELD_OUT, caption
 from lift3d.utils.io import atomic_write_text
 
@@ -103,16 +102,9 @@ def main(argv: list[str] | None = None) -> None:
 
     scale = float(load_mapping(CONFIGS / "prolificdreamer-bundled.yaml", [])["system"]["guidance"]["guidance_scale"])
     args.out.mkdir(parents=True, exist_ok=True)
-    results = args.out / "results.jsonl"
-    done = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    log = MethodResults(args.out)
     jobs = [(c, k) for c, k in TRAINING + list(HELD_OUT[:3]) if args.captions is None or caption(c, k) in args.captions]
-    seen = {(r["colour"], r["kind"], r["method"]): r for r in done if "error" not in r}
-
-    def record(row: dict) -> dict:
-        done.append(row)
-        with open(results, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        return row
+    seen, record = log.finished, log.record
 
     def once(colour, kind, method, config, extra, stage="") -> dict:
         if (colour, kind, method) in seen:
@@ -136,11 +128,10 @@ def main(argv: list[str] | None = None) -> None:
         record(texture | {"method": METHODS[3]})
     for colour, kind in tqdm(jobs, desc="prolificdreamer benchmark: dreamfusion preset", unit="caption"):
         once(colour, kind, METHODS[0], "dreamfusion-bundled.yaml", [], stage="df")
-    latest = {(r["colour"], r["kind"], r["method"]): r for r in done}
-    rows = [latest[(c, k, m)] for c, k in jobs for m in METHODS if (c, k, m) in latest]
+    rows = log.latest(jobs, METHODS)
     text = table(rows, scale)
     atomic_write_text(args.out / "table.md", text + "\n")
     if args.picture is not None:
         picture(rows, args.picture)
     print(text)
-    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; results in {results}")
+    print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; results in {log.path}")
