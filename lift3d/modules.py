@@ -18,6 +18,7 @@ import lift3d.prompts.diffusers_prompt_processor  # noqa: F401
 import lift3d.renderers.mesh_rasterize  # noqa: F401
 import lift3d.renderers.volume  # noqa: F401
 import lift3d.systems.dreamfusion  # noqa: F401
+import lift3d.systems.magic123  # noqa: F401
 import lift3d.systems.magic3d  # noqa: F401
 import lift3d.systems.prolificdreamer  # noqa: F401
 import lift3d.systems.zero123  # noqa: F401

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -39,6 +40,27 @@ def render_labelled(n: int, seed: int) -> dict[str, torch.Tensor]:
     return {"images": torch.cat(imgs), "kind": torch.cat(kinds), "colour": torch.cat(cols), "view": torch.cat(views)}
 
 
+def scale_and_shift(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Renders zoomed about the centre by ``scale`` (B,) (> 1: the object larger) and moved by ``shift``
+    (B, 2) (fractions of the image), the border pixels (background) filling what comes into view.
+
+    The classifier then judges shape, not size or placement: meshes from other tools arrive at their
+    own size, and a sphere shrunk to a cube's size must still read as a sphere."""
+    b = x.shape[0]
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / scale
+    theta[:, :, 2] = -2.0 * shift / scale[:, None]
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_scale_and_shift(x: torch.Tensor, g: torch.Generator, lo: float = 0.7, hi: float = 1.3, max_shift: float = 0.1) -> torch.Tensor:
+    b = x.shape[0]
+    scale = torch.exp(torch.empty(b).uniform_(math.log(lo), math.log(hi), generator=g))
+    shift = torch.empty(b, 2).uniform_(-max_shift, max_shift, generator=g)
+    return scale_and_shift(x, scale, shift)
+
+
 def accuracy(model: WorldClassifier, data: dict) -> dict[str, float]:
     model.eval()
     hits = {"kind": 0, "colour": 0, "view": 0}
@@ -56,6 +78,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=20000)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--no-scale-shift", dest="scale_shift", action="store_false",
+                    help="train without the scale (0.7-1.3x) and shift (10 %%) augmentation")
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(SEED)
@@ -71,6 +95,8 @@ def main() -> None:
         model.train()
         idx = torch.randint(len(train["images"]), (args.batch_size,), generator=g)
         x = train["images"][idx]
+        if args.scale_shift:
+            x = random_scale_and_shift(x, g)
         x = (x + 0.03 * torch.randn_like(x)).clamp(0, 1)  # robustness to the noise of generated images
         k, c, v = model(x)
         loss = F.cross_entropy(k, train["kind"][idx]) + F.cross_entropy(c, train["colour"][idx]) + F.cross_entropy(v, train["view"][idx])
@@ -80,8 +106,12 @@ def main() -> None:
         sched.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
     acc = accuracy(model, test)
+    n = len(test["images"])
+    scaled = {f"x{s}": accuracy(model, {**test, "images": scale_and_shift(test["images"], torch.full((n,), s), torch.zeros(n, 2))})
+              for s in (0.75, 1.25)}
     model.save(args.out)
-    info = {"held_out_render_accuracy": acc, "train_images": args.images, "steps": args.steps, "wall_seconds": round(time.time() - t0, 1)}
+    info = {"held_out_render_accuracy": acc, "scaled_render_accuracy": scaled, "scale_shift_augmentation": args.scale_shift,
+            "train_images": args.images, "steps": args.steps, "wall_seconds": round(time.time() - t0, 1)}
     atomic_write_text(args.out / "metrics.json", json.dumps(info, indent=2))
     print(json.dumps(info, indent=2))
 

@@ -2,6 +2,7 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,14 +15,26 @@ ROOT = Path(__file__).parents[1]
 PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
+def _missing_keys(node, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [k for key, value in node.items() for k in _missing_keys(value, f"{prefix}{key}.")]
+    return [prefix[:-1]] if node == "???" else []
+
+
+REQUIRED = {
+    "prompt": "a red cube",
+    "geometry_convert_from": "outputs/coarse/a_red_cube",  # a later stage starts from the stage before
+    "image_path": str(ROOT / "examples" / "images" / "a_green_house.png"),
+    "pretrained_model_name_or_path": "/some/prior",  # a real prior's directory
+}
+
+
 def required_values(preset: str) -> list[str]:
-    """The values each preset leaves to the user (???): a prompt, or an image (and a real prior's path)."""
-    if any(stage in preset for stage in ("refine", "geometry", "texture")):  # a later stage starts from the stage before
-        return ["system.prompt_processor.prompt=a red cube", "system.geometry_convert_from=outputs/coarse/a_red_cube"]
-    if "zero123" not in preset:
-        return ["system.prompt_processor.prompt=a red cube"]
-    image = [f"data.image_path={ROOT / 'examples' / 'images' / 'a_green_house.png'}"]
-    return image if "bundled" in preset else [*image, "system.guidance.pretrained_model_name_or_path=/some/zero123"]
+    """The values each preset leaves to the user (???): a prompt or an image, a real prior's path, a source stage."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "configs" / preset).read_text())
+    return [f"{key}={REQUIRED[key.rsplit('.', 1)[-1]]}" for key in _missing_keys(data)]
 
 
 def load(preset: str, *overrides: str) -> ExperimentConfig:
@@ -44,6 +57,24 @@ def test_child_configs_are_typed_dataclasses():
 def test_interpolation_follows_overrides():
     cfg = load("dreamfusion-sd.yaml", "system.guidance.pretrained_model_name_or_path=/some/prior")
     assert cfg.system.prompt_processor.pretrained_model_name_or_path == "/some/prior"
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stderr: str
+
+
+def _cli(capsys, tmp_path, *args, config="configs/dreamfusion-if.yaml") -> tuple[CliResult, Path]:
+    """``launch.py --train`` through the CLI's entry point in this process (a config error stops it
+    before any work, so no process of its own is needed): its exit code and stderr, and its output folder."""
+    from lift3d.cli import main
+
+    out = tmp_path / "out"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(ROOT / config) if not Path(config).is_absolute() else config, "--train", f"exp_root_dir={out}", *args])
+    return CliResult(exit_.value.code, capsys.readouterr().err), out
 
 
 @pytest.mark.parametrize(
@@ -100,13 +131,8 @@ def test_schedule_forms():
         ("system.renderer_type=nerf-volume", "did you mean 'nerf-volume-renderer'"),
     ],
 )
-def test_cli_config_error_exits_nonzero_and_writes_nothing(override, message, tmp_path):
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "launch.py"), "--config", str(ROOT / "configs/dreamfusion-if.yaml"), "--train",
-         "system.prompt_processor.prompt=a red cube", f"exp_root_dir={out}", override],
-        capture_output=True, text=True, cwd=tmp_path,
-    )
+def test_cli_config_error_exits_nonzero_and_writes_nothing(override, message, tmp_path, capsys):
+    proc, out = _cli(capsys, tmp_path, "system.prompt_processor.prompt=a red cube", override)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and message in lines[-1]
@@ -125,14 +151,6 @@ def test_param_lrs_override_by_dotted_path():
 # ---- errors found at parse time, all at once ------------------------------------------------
 
 
-def _cli(tmp_path, *args, config="configs/dreamfusion-if.yaml"):
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "launch.py"), "--config", str(ROOT / config) if not Path(config).is_absolute() else config,
-         "--train", f"exp_root_dir={out}", *args],
-        capture_output=True, text=True, cwd=tmp_path,
-    )
-    return proc, out
 
 
 @pytest.mark.parametrize(
@@ -146,18 +164,18 @@ def _cli(tmp_path, *args, config="configs/dreamfusion-if.yaml"):
          "system.optimizer.param_lrs.geometry.encodng: matches no trainable parameter; did you mean 'geometry.encoding'"),
     ],
 )
-def test_cross_module_errors_stop_at_parse_time(overrides, message, tmp_path):
+def test_cross_module_errors_stop_at_parse_time(overrides, message, tmp_path, capsys):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load("dreamfusion-if.yaml", *overrides)
-    proc, out = _cli(tmp_path, "system.prompt_processor.prompt=a red cube", *overrides)
+    proc, out = _cli(capsys, tmp_path, "system.prompt_processor.prompt=a red cube", *overrides)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert any(line == f"error: {message}" or line.startswith(f"error: {message}") for line in proc.stderr.splitlines())
     assert not out.exists()
 
 
-def test_several_errors_are_reported_together_one_line_each(tmp_path):
+def test_several_errors_are_reported_together_one_line_each(tmp_path, capsys):
     # no prompt (the preset's ???), a misspelled key and a wrong type
-    proc, out = _cli(tmp_path, "system.geometry.encoding.n_levelz=4", "data.batch_size=two")
+    proc, out = _cli(capsys, tmp_path, "system.geometry.encoding.n_levelz=4", "data.batch_size=two")
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert proc.returncode == 2 and not out.exists()
     assert any("system.prompt_processor.prompt: required value is missing" in e for e in errors)
@@ -173,10 +191,10 @@ def test_several_errors_are_reported_together_one_line_each(tmp_path):
         ("name: x\ndata:\n  elevation_range: [10, 20\n  batch_size: 2\n", 4, 13, "expected ',' or ']'"),
     ],
 )
-def test_yaml_syntax_error_is_one_line_with_file_line_and_column(text, line, column, what, tmp_path):
+def test_yaml_syntax_error_is_one_line_with_file_line_and_column(text, line, column, what, tmp_path, capsys):
     preset = tmp_path / "broken.yaml"
     preset.write_text(text)
-    proc, out = _cli(tmp_path, config=str(preset))
+    proc, out = _cli(capsys, tmp_path, config=str(preset))
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and not out.exists()
     assert len(lines) == 1, proc.stderr

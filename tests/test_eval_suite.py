@@ -78,7 +78,9 @@ def test_suites_expand_into_checked_runs():
 
 @pytest.mark.parametrize("change, message", [
     ({"promts": ["a red cube"]}, "did you mean 'prompts'"),
-    ({"prompts": []}, "prompts is empty"),
+    ({"prompts": []}, "either prompts (text-to-3D) or images (image-to-3D)"),
+    ({"images": ["examples/images/a_green_house.png"]}, "either prompts (text-to-3D) or images (image-to-3D)"),
+    ({"prompts": None, "images": ["examples/images/no_such.png"]}, "image 'examples/images/no_such.png' not found"),
     ({"methods": [{"name": "x", "preset": "configs/no-such-preset.yaml"}]}, "preset 'configs/no-such-preset.yaml' not found"),
     ({"grid": {"system.guidance.guidance_scael": [5.0]}}, "did you mean 'guidance_scale'"),
     ({"overrides": {"system.guidance_type": "diffusers-sds-guidanse"}}, "did you mean"),
@@ -133,7 +135,7 @@ def test_report_figures_agree_with_the_results_file(local_run):
     report = (local_run / "report.md").read_text()
     for key in ("r_precision", "silhouette_iou", "chamfer", "volume_iou", "steps_per_second"):
         for (method, setting), (mean, std, n) in aggregate(rows, key).items():
-            values = [r["metrics"].get(key, r.get(key)) for r in rows if r["method"] == method and setting_label(r["hparams"]) == setting]
+            values = [r["metrics"].get(key, r.get(key)) for r in rows if r["method"] == method and setting_label(r) == setting]
             assert mean == pytest.approx(np.mean(values))
         title = {"r_precision": "R-precision", "silhouette_iou": "silhouette IoU", "chamfer": "Chamfer", "volume_iou": "volume IoU",
                  "steps_per_second": "steps/s"}[key]
@@ -250,3 +252,87 @@ def test_a_later_stage_with_a_bad_key_stops_the_suite_before_any_work(tmp_path, 
     code, err = eval_in_process(capsys, suite, "--out", tmp_path / "out")
     assert code == 2 and "stage 2" in err and "did you mean 'isosurface_resolution'" in err
     assert not (tmp_path / "out").exists()
+
+
+# ---- image-to-3D suites, one hyperparameter at a time ------------------------------------------
+
+
+def test_the_image_study_expands_one_setting_change_at_a_time():
+    shipped = ROOT / "suites" / "bundled-image.yaml"
+    suite = load_suite(shipped)
+    runs = expand(suite, shipped)
+    assert len(runs) == 3 * 3 * 3 * 2 and len({r.run_id for r in runs}) == len(runs)  # methods x settings x images x seeds
+    by_method = {m: [r for r in runs if r.method == m] for m in ("zero123", "magic123", "reference-text")}
+    for method, rows in by_method.items():
+        defaults = [r for r in rows if r.varied is None]
+        assert len(defaults) == 3 * 2
+        for r in rows:  # every run carries every key's value; a varied run differs from the defaults in that key only
+            d = next(x for x in defaults if x.image == r.image and x.seed == r.seed)
+            assert set(r.hparams) == set(d.hparams)
+            assert [k for k in r.hparams if r.hparams[k] != d.hparams[k]] == ([r.varied] if r.varied else [])
+    assert by_method["zero123"][0].hparams == {"system.loss.lambda_rgb": 500.0, "system.guidance.guidance_scale": 1.5}
+    assert by_method["reference-text"][0].hparams["system.text_guidance.guidance_scale"] == 5.0
+    # the caption goes to the methods with a text prior, and to every later stage with the image
+    zero123, magic123 = by_method["zero123"][0], by_method["magic123"][0]
+    assert zero123.prompt == "a green house" and not any("prompt_processor" in o for o in zero123.overrides)
+    assert "system.prompt_processor.prompt=a green house" in magic123.overrides
+    assert any(o.startswith("data.image_path=") and o.endswith("a_green_house.png") for o in magic123.stages[0]["overrides"])
+
+
+def test_a_grid_key_missing_from_a_method_is_an_error(tmp_path, capsys):
+    suite = {"name": "x", "images": [str(ROOT / "examples" / "images" / "a_green_house.png")], "grid_mode": "one_at_a_time",
+             "methods": [{"name": "z", "preset": str(ROOT / "configs" / "zero123-bundled.yaml")}],
+             "grid": {"system.text_guidance.guidance_scale": [3.0]}}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    code, err = eval_in_process(capsys, path, "--out", tmp_path / "out")
+    assert code == 2 and "text_guidance" in err and not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """zero123-bundled at its settings and at another guidance scale, on one example image, a few steps."""
+    folder = tmp_path_factory.mktemp("image-eval")
+    small = {"trainer.max_steps": 6, "trainer.val_check_interval": 6, "checkpoint.every_n_train_steps": 6,
+             "data.random_camera.n_val_views": 1, "data.random_camera.n_test_views": 8, "data.random_camera.eval_resolution": 32,
+             "data.reference_resolution": 32, "system.renderer.num_samples_per_ray": 16, "export.resolution": 32,
+             "export.texture_size": 64}
+    suite = {"name": "tiny-image", "images": [str(ROOT / "examples" / "images" / "a_green_house.png")], "seeds": [0],
+             "methods": [{"name": "zero123", "preset": str(ROOT / "configs" / "zero123-bundled.yaml"),
+                          "grid": {"system.guidance.guidance_scale": [3.0]}}],
+             "grid_mode": "one_at_a_time", "overrides": small}
+    path = folder / "tiny-image.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    out = folder / "out"
+    proc = lift3d_eval(path, "--out", out, "--workers", 1)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_image_runs_are_scored_against_the_example_truth(image_run):
+    rows = rows_of(image_run)
+    assert [r["varied"] for r in rows] == [None, "system.guidance.guidance_scale"]
+    for r in rows:
+        assert r["status"] == "ok", r.get("error")
+        assert r["image"].endswith("a_green_house.png") and r["prompt"] == "a green house"
+        m = r["metrics"]
+        for key in ("psnr", "ssim", "psnr_back", "silhouette_iou", "janus", "r_precision", "volume_iou", "chamfer"):
+            assert key in m, key
+        assert 5 < m["psnr"] < 40 and 0 <= m["janus"] <= 1
+
+
+def test_the_image_report_agrees_with_the_results_file(image_run):
+    """Every cell of the report's PSNR and Janus tables is the results file's value (one seed, one image)."""
+    from lift3d.eval.report import build_report
+
+    md, _ = build_report(image_run)
+    text = md.read_text()
+    rows = rows_of(image_run)
+    for key, title in (("psnr", "novel-view PSNR (dB)"), ("janus", "Janus rate"), ("psnr_back", "back-view PSNR (dB)")):
+        section = text[text.index(f"## {title}"):]
+        header, _, row = section.splitlines()[2:5]
+        assert header == "| method | default | guidance_scale=3.0 |"
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == "zero123"
+        assert [float(c) for c in cells[1:]] == [round(r["metrics"][key], 3) for r in rows]
+    assert (image_run / "plots" / "system-guidance-guidance-scale.png").is_file()

@@ -34,12 +34,20 @@ def _report_parser() -> argparse.ArgumentParser:
 def _score_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lift3d eval score", description="Score a mesh from any tool with lift3d's metrics.")
     ap.add_argument("--mesh", required=True, help="GLB, OBJ or PLY file (texture or vertex colours)")
-    ap.add_argument("--prompt", required=True, help='the prompt the mesh was made for, e.g. "a red house"')
+    ap.add_argument("--prompt", default=None, help='the prompt the mesh was made for, e.g. "a red house" (or give --image)')
+    ap.add_argument("--image", default=None, help="image-to-3D: the bundled example image the mesh was made from (with its JSON "
+                    "sidecar); scored on that image's orbit like lift3d's image-to-3D runs, prompt = its caption")
     ap.add_argument("--out", required=True, help="output folder: new, or an eval folder whose table the mesh joins")
     ap.add_argument("--name", default=None, help="method name in tables (default: the file's name)")
     ap.add_argument("--up", choices=["auto", "z", "y"], default="auto",
                     help="up axis of the file: auto (default: y for GLB/glTF as the glTF spec says, z otherwise), z or y")
     ap.add_argument("--clip-model", default=None, help="local CLIP model directory for a CLIP score")
+    ap.add_argument("--align", choices=["auto", "centre", "truth", "none"], default="auto",
+                    help="how the mesh is scaled and placed first: centre (its box centred, largest side 1 unit, the world's "
+                    "object size), truth (onto the true object's box, for image-to-3D), none; auto (default): truth with "
+                    "--image, else centre")
+    ap.add_argument("--yaw", type=float, default=0.0, metavar="DEG",
+                    help="turn the mesh about its up axis first, so that its front (the input view) faces +x")
     return ap
 
 
@@ -55,7 +63,10 @@ def run(argv: list[str]) -> int:
         from lift3d.eval.score_mesh import score_mesh
 
         args = _score_parser().parse_args(argv[1:])
-        row = score_mesh(args.mesh, args.prompt, args.out, args.name, args.up, args.clip_model)
+        if args.prompt is None and args.image is None:
+            raise Lift3DError("give --prompt (text-to-3D) or --image (image-to-3D) for the mesh")
+        row = score_mesh(args.mesh, args.prompt, args.out, args.name, args.up, args.clip_model, align=args.align,
+                         yaw_deg=args.yaw, image=args.image)
         print("  ".join(f"{k}={v:.4f}" for k, v in row["metrics"].items()))
         md, page = build_report(args.out)
         print(f"results in {args.out}/results.jsonl; report: {md} and {page}")

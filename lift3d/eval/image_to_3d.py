@@ -82,15 +82,10 @@ def score_turntable(tt: Turntable, truth: ExampleTruth) -> dict:
 
 def score_mesh(mesh_path: Path, kind: str) -> dict:
     """Chamfer distance and volume IoU of an exported mesh against the true mesh."""
-    from lift3d.eval.mesh_metrics import compare_meshes
     from lift3d.eval.mesh_turntable import load_coloured_mesh
-    from lift3d.priors.world.ground_truth import ground_truth_mesh
-    from lift3d.priors.world.shapes import object_sdf
+    from lift3d.eval.scores import mesh_scores
 
-    def inside(points):
-        return (object_sdf(kind, torch.as_tensor(points, dtype=torch.float32))[0] < 0).numpy()
-
-    return compare_meshes(load_coloured_mesh(mesh_path).mesh, ground_truth_mesh(kind), inside)
+    return mesh_scores(load_coloured_mesh(mesh_path).mesh, kind)
 
 
 def run_one(image: Path, baseline: bool, out: Path, config: Path, extra: list[str]) -> dict:

@@ -26,6 +26,9 @@ from lift3d.utils.io import atomic_path, atomic_write_text
 
 METRICS: dict[str, tuple[str, str]] = {
     "r_precision": ("R-precision (classifier)", "higher"),
+    "psnr": ("novel-view PSNR (dB)", "higher"),
+    "ssim": ("novel-view SSIM", "higher"),
+    "psnr_back": ("back-view PSNR (dB)", "higher"),
     "silhouette_iou": ("silhouette IoU", "higher"),
     "chamfer": ("Chamfer distance", "lower"),
     "volume_iou": ("volume IoU", "higher"),
@@ -45,8 +48,13 @@ def metric_value(row: dict, key: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and value is not None and np.isfinite(value) else None
 
 
-def setting_label(hparams: dict) -> str:
-    return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in hparams.items()) or "default"
+def setting_label(row: dict) -> str:
+    """A results row's setting: ``key=value, ...`` of its grid values, or for one-at-a-time grids the
+    key it varies (``default``: the preset's settings)."""
+    if "varied" in row:
+        varied = row["varied"]
+        return "default" if varied is None else f"{varied.rsplit('.', 1)[-1]}={row['hparams'][varied]}"
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in row["hparams"].items()) or "default"
 
 
 def aggregate(rows: list[dict], key: str) -> dict[tuple[str, str], tuple[float, float, int]]:
@@ -55,7 +63,7 @@ def aggregate(rows: list[dict], key: str) -> dict[tuple[str, str], tuple[float, 
     for r in rows:
         v = metric_value(r, key)
         if r.get("status") == "ok" and v is not None:
-            per_seed[(r["method"], setting_label(r["hparams"]))][r["seed"]].append(v)
+            per_seed[(r["method"], setting_label(r))][r["seed"]].append(v)
     out = {}
     for cell, seeds in per_seed.items():
         means = np.array([np.mean(v) for v in seeds.values()])
@@ -70,7 +78,7 @@ def format_cell(mean: float, std: float, n: int) -> str:
 
 def _order(rows: list[dict]) -> tuple[list[str], list[str]]:
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    settings = list(dict.fromkeys(setting_label(r["hparams"]) for r in rows))
+    settings = list(dict.fromkeys(setting_label(r) for r in rows))
     return methods, settings
 
 
@@ -118,6 +126,8 @@ def plot_sweeps(rows: list[dict], folder: Path) -> list[Path]:
                 for v in sorted(values, key=lambda x: (isinstance(x, str), x)):
                     per_seed = defaultdict(list)
                     for r in ok:
+                        if r.get("varied", hp) not in (None, hp):
+                            continue  # one-at-a-time: another key's variation, not on this key's curve
                         if r["method"] == method and r["hparams"].get(hp) == v and metric_value(r, key) is not None:
                             per_seed[r["seed"]].append(metric_value(r, key))
                     if per_seed:
@@ -164,7 +174,7 @@ def image_grids(rows: list[dict], folder: Path) -> dict[str, Path]:
         strips = []
         seen = set()
         for r in sorted((r for r in rows if r["prompt"] == prompt and r.get("status") == "ok"), key=lambda r: r["seed"]):
-            label = (r["method"], setting_label(r["hparams"]))
+            label = (r["method"], setting_label(r))
             if label in seen:
                 continue
             strip = turntable_strip(r.get("artefacts", {}).get("turntable_frames"))
@@ -186,7 +196,7 @@ def image_grids(rows: list[dict], folder: Path) -> dict[str, Path]:
 def grid_rows(ok: list[dict], prompt: str) -> str:
     """The row labels of a prompt's image grid, in order (first seed of each method and setting)."""
     rows = sorted((r for r in ok if r["prompt"] == prompt and r.get("artefacts", {}).get("turntable_frames")), key=lambda r: r["seed"])
-    return "; ".join(dict.fromkeys(f"{r['method']} {setting_label(r['hparams'])}" for r in rows))
+    return "; ".join(dict.fromkeys(f"{r['method']} {setting_label(r)}" for r in rows))
 
 
 def _rel(path: str | None, folder: Path) -> str | None:

@@ -12,6 +12,9 @@ Against the bundled world's ground truth (prompts ``a <colour> <object>``):
 - ``janus`` (asymmetric objects): fraction of back views showing the front feature.
 
 For any prompt, with a local CLIP model: ``clip_score`` (:mod:`lift3d.eval.clip_score`).
+
+Image-to-3D runs of a bundled example image are scored against that example's truth
+(:func:`image_scores`: novel-view PSNR / SSIM and the metrics above).
 """
 
 from __future__ import annotations
@@ -50,14 +53,35 @@ def world_scores(tt: Turntable, prompt: str, mesh=None) -> dict[str, float]:
     if janus is not None:
         scores["janus"] = janus["janus"]
     if mesh is not None:
-        from lift3d.eval.mesh_metrics import compare_meshes
-        from lift3d.priors.world.ground_truth import ground_truth_mesh
-        from lift3d.priors.world.shapes import object_sdf
+        scores |= mesh_scores(mesh, kind)
+    return scores
 
-        def inside(points):
-            return (object_sdf(kind, torch.as_tensor(points, dtype=torch.float32))[0] < 0).numpy()
 
-        scores |= compare_meshes(mesh, ground_truth_mesh(kind), inside)
+def mesh_scores(mesh, kind: str) -> dict[str, float]:
+    """Chamfer distance and volume IoU of a mesh (trimesh, world frame) against the true object's."""
+    from lift3d.eval.mesh_metrics import compare_meshes
+    from lift3d.priors.world.ground_truth import ground_truth_mesh
+    from lift3d.priors.world.shapes import object_sdf
+
+    def inside(points):
+        return (object_sdf(kind, torch.as_tensor(points, dtype=torch.float32))[0] < 0).numpy()
+
+    return compare_meshes(mesh, ground_truth_mesh(kind), inside)
+
+
+def image_scores(tt: Turntable, image: str | Path, mesh=None) -> dict[str, float]:
+    """Metrics of an image-to-3D result against the bundled example's truth (its JSON sidecar): novel-view
+    and back-view PSNR / SSIM, silhouette IoU without alignment (the input camera fixes the placement),
+    Janus rate, R-precision of the caption, and the mesh's Chamfer / volume IoU. Empty without a sidecar."""
+    from lift3d.eval.image_to_3d import score_turntable
+    from lift3d.priors.world.examples import read_truth
+
+    truth = read_truth(Path(image))
+    if truth is None:
+        return {}
+    scores = score_turntable(tt, truth) | {"r_precision": r_precision(tt, truth.colour, truth.kind)}
+    if mesh is not None:
+        scores |= mesh_scores(mesh, truth.kind)
     return scores
 
 
@@ -71,12 +95,21 @@ def turntable_scores(tt: Turntable, prompt: str, mesh=None, clip_model: str | Pa
     return scores
 
 
-def score_run(trial: Path, prompt: str, mesh_path: Path | None, clip_model: str | None) -> dict[str, float]:
-    """Metrics of a trained trial from its test turntable and exported mesh."""
+def score_run(trial: Path, prompt: str, mesh_path: Path | None, clip_model: str | None, image: str | None = None) -> dict[str, float]:
+    """Metrics of a trained trial from its test turntable and exported mesh; an image-to-3D run
+    (``image``) is scored against its input's truth (:func:`image_scores`)."""
     mesh = None
     if mesh_path is not None:
         from lift3d.eval.mesh_turntable import load_coloured_mesh
 
         mesh = load_coloured_mesh(mesh_path).mesh  # a GLB is +y up; back into the world frame
-    return turntable_scores(load_turntable(trial), prompt, mesh, clip_model)
+    tt = load_turntable(trial)
+    if image is None:
+        return turntable_scores(tt, prompt, mesh, clip_model)
+    scores = image_scores(tt, image, mesh)
+    if clip_model:
+        from lift3d.eval.clip_score import clip_score
+
+        scores["clip_score"] = clip_score(tt.rgb, prompt, clip_model)
+    return scores
 

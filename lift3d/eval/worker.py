@@ -79,7 +79,7 @@ def work(spec: dict, run_dir: Path) -> dict:
     wall = time.perf_counter() - t0
     mesh_dir = _newest(trial, "it*-export")
     mesh = mesh_dir / "model.obj" if mesh_dir is not None and (mesh_dir / "model.obj").is_file() else None
-    metrics = score_run(trial, spec["prompt"], mesh, spec.get("clip_model"))
+    metrics = score_run(trial, spec["prompt"], mesh, spec.get("clip_model"), spec.get("image"))
     bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         raise FloatingPointError(f"metrics {bad} are NaN")
@@ -122,7 +122,12 @@ def execute_run(spec: dict, out: str, threads: int = 1) -> dict:
 
 def spec_row(spec: dict) -> dict:
     """The fields of a results row that come from the run's spec."""
-    return {k: spec[k] for k in ("run_id", "method", "prompt", "seed", "hparams", "preset", "overrides")}
+    row = {k: spec[k] for k in ("run_id", "method", "prompt", "seed", "hparams", "preset", "overrides")}
+    if spec.get("image"):
+        row["image"] = spec["image"]
+    if spec.get("sweep"):
+        row["varied"] = spec.get("varied")
+    return row
 
 
 def failed_row(spec: dict, error: str) -> dict:

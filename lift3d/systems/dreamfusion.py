@@ -206,9 +206,13 @@ class DreamFusionSystem(BaseLift3DSystem):
             self.log("train/samples_per_ray_evaluated_fraction", out.samples_evaluated / out.samples_total)
         return total
 
+    def display(self, rgb: torch.Tensor) -> torch.Tensor:
+        """A render as an RGB image (a latent prior's renders are decoded)."""
+        return self.guidance.to_display(rgb)
+
     def _eval_images(self, batch: CameraBatch) -> list:
         out = self(batch, need_normal=True)
-        images = [self.guidance.to_display(out.comp_rgb[:1])[0]]
+        images = [self.display(out.comp_rgb[:1])[0]]
         if out.comp_normal is not None:
             normal = (out.comp_normal[0] + 1) / 2 * out.opacity[0] + (1 - out.opacity[0])
             images.append(normal)

@@ -22,6 +22,24 @@ from lift3d.renderers.base import RenderOutput
 from lift3d.systems.dreamfusion import DreamFusionSystem, _ever_positive
 
 
+@dataclass
+class MeshStageFields:
+    """The stage switch and the NeRF-to-mesh conversion settings of a coarse-to-fine method (Magic3D,
+    Magic123, ProlificDreamer): mixed into their system configs."""
+
+    stage: Literal["coarse", "refine"] = "coarse"
+    """``coarse``: a NeRF geometry; ``refine``: a mesh geometry (tetrahedra-sdf-grid) on a mesh renderer."""
+    geometry_convert_from: Optional[str] = None
+    """Refine: the coarse trial directory to start from (SDF from its density, colour field copied);
+    a trial with a mesh geometry (DMTet) of the same grid is copied as it is."""
+    geometry_convert_inherit_texture: bool = True
+    """Copy the coarse run's colour field (hash grid + MLP; the encodings must match)."""
+    geometry_convert_level: Optional[float] = None
+    """Density of the coarse surface; null: the level whose silhouettes match the NeRF's renders best."""
+    geometry_convert_resolution: int = 128
+    """Density grid resolution sampled for the conversion."""
+
+
 @register("magic3d-system")
 class Magic3DSystem(DreamFusionSystem):
     """DreamFusion's loop with a stage switch: NeRF (coarse) or DMTet mesh (refine)."""
@@ -29,18 +47,8 @@ class Magic3DSystem(DreamFusionSystem):
     regularizer_names = DreamFusionSystem.regularizer_names + ("normal_consistency", "laplacian_smoothness")
 
     @dataclass
-    class Config(DreamFusionSystem.Config):
-        stage: Literal["coarse", "refine"] = "coarse"
-        """``coarse``: a NeRF geometry; ``refine``: a mesh geometry (tetrahedra-sdf-grid) on a mesh renderer."""
-        geometry_convert_from: Optional[str] = None
-        """Refine: the coarse trial directory to start from (SDF from its density, colour field copied);
-        a trial with a mesh geometry (DMTet) of the same grid is copied as it is."""
-        geometry_convert_inherit_texture: bool = True
-        """Copy the coarse run's colour field (hash grid + MLP; the encodings must match)."""
-        geometry_convert_level: Optional[float] = None
-        """Density of the coarse surface; null: the level whose silhouettes match the NeRF's renders best."""
-        geometry_convert_resolution: int = 128
-        """Density grid resolution sampled for the conversion."""
+    class Config(DreamFusionSystem.Config, MeshStageFields):
+        pass
 
     mesh_stages: tuple[str, ...] = ("refine",)
     """Stages that optimise a mesh geometry (the others optimise a NeRF)."""

@@ -88,6 +88,7 @@ class Zero123System(DreamFusionSystem):
         if _ever_positive(self.cfg.loss.get("lambda_depth", 0.0)) and not getattr(datamodule.cfg, "depth_path", None):
             raise ConfigError("system.loss.lambda_depth > 0 needs a depth map of the input: set data.depth_path "
                               "(a .npy array or grayscale PNG), or set system.loss.lambda_depth=0")
+        super().prepare_run(datamodule, resuming)
 
     # ---- the reference ---------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -95,8 +96,9 @@ class Zero123System(DreamFusionSystem):
         if self.cfg.background_from_reference and isinstance(getattr(self.background, "color", None), torch.Tensor):
             with torch.no_grad():
                 self.background.color.copy_(datamodule.background.to(self.background.color))
-        first = datamodule.train_dataset.sample(self.true_global_step)
-        self.guidance.set_reference(first.reference_rgb.to(self.device), first.reference)
+        if self.guidance is not None:  # a method may run without the view prior (Magic123's baseline)
+            first = datamodule.train_dataset.sample(self.true_global_step)
+            self.guidance.set_reference(first.reference_rgb.to(self.device), first.reference)
 
     # ---- losses ----------------------------------------------------------------------------
     def reference_losses(self, batch: ImageConditionedBatch) -> dict[str, Tensor]:

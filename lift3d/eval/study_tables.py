@@ -1,0 +1,90 @@
+"""Tables of an image-to-3D study, split by held-out and training inputs, from ``results.jsonl`` alone.
+
+``lift3d eval report`` averages every input together; a study of generalisation needs the held-out
+objects (never seen by a bundled prior) apart from the training ones. ``docs/image-to-3d-study.md``
+holds these tables verbatim, and a test rebuilds them from the stored results file.
+
+    python -m lift3d.eval.study_tables bench_runs/image_study/results.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from lift3d.eval.report import metric_value, setting_label
+
+COLUMNS = (("psnr", "PSNR", ".2f"), ("psnr_back", "back PSNR", ".2f"), ("ssim", "SSIM", ".3f"),
+           ("silhouette_iou", "sil. IoU", ".3f"), ("volume_iou", "vol. IoU", ".3f"), ("chamfer", "Chamfer", ".3f"),
+           ("janus", "Janus", ".2f"), ("r_precision", "R-prec.", ".2f"), ("wall_seconds", "wall (s)", ".0f"))
+"""Metric key, column title, format."""
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """The finished runs of a results file (the last row of each run id)."""
+    rows: dict[str, dict] = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows[row["run_id"]] = row
+    return [r for r in rows.values() if r.get("status") == "ok"]
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "images"
+
+
+def held_out(row: dict) -> bool | None:
+    """Whether the run's input image is a held-out example (from its JSON sidecar; a results file
+    from another checkout finds it by name in ``examples/images``), None without one."""
+    if not row.get("image"):
+        return None
+    for sidecar in (Path(row["image"]).with_suffix(".json"), EXAMPLES / Path(row["image"]).with_suffix(".json").name):
+        if sidecar.is_file():
+            return bool(json.loads(sidecar.read_text()).get("held_out"))
+    return None
+
+
+def cell_means(rows: list[dict], key: str) -> tuple[float, float, int] | None:
+    """Mean over inputs per seed, then mean and std over seeds (as the report's cells)."""
+    per_seed: dict[int, list[float]] = defaultdict(list)
+    for r in rows:
+        v = metric_value(r, key)
+        if v is not None:
+            per_seed[r["seed"]].append(v)
+    if not per_seed:
+        return None
+    means = np.array([np.mean(v) for v in per_seed.values()])
+    return float(means.mean()), float(means.std(ddof=1)) if len(means) > 1 else 0.0, len(means)
+
+
+def split_table(rows: list[dict], which_held_out: bool) -> str:
+    """Markdown: a row per method and setting over the held-out (or training) inputs."""
+    chosen = [r for r in rows if held_out(r) is which_held_out]
+    head = "| method | setting | " + " | ".join(c[1] for c in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (2 + len(COLUMNS))]
+    cells = defaultdict(list)
+    for r in chosen:
+        cells[(r["method"], setting_label(r))].append(r)
+    for (method, setting), group in cells.items():
+        values = []
+        for key, _, fmt in COLUMNS:
+            m = cell_means(group, key)
+            values.append("–" if m is None else (f"{m[0]:{fmt}} ± {m[1]:{fmt}}" if m[2] > 1 else f"{m[0]:{fmt}}"))
+        lines.append(f"| {method} | {setting} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def study_tables(path: str | Path) -> str:
+    rows = read_rows(path)
+    n_in = len({r["image"] for r in rows if held_out(r)})
+    n_tr = len({r["image"] for r in rows if held_out(r) is False})
+    return (f"Held-out objects ({n_in} images; mean over images per seed, then mean ± std over seeds):\n\n{split_table(rows, True)}\n\n"
+            f"Training objects ({n_tr} image{'s' if n_tr != 1 else ''}):\n\n{split_table(rows, False)}\n")
+
+
+if __name__ == "__main__":
+    print(study_tables(sys.argv[1] if len(sys.argv) > 1 else "bench_runs/image_study/results.jsonl"))
