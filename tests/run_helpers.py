@@ -40,3 +40,20 @@ def assert_valid_gltf(path: Path) -> None:
             "{console.log(JSON.stringify(r.issues));process.exit(r.issues.numErrors>0?1:0)})")
     proc = subprocess.run([node, "-e", code], capture_output=True, text=True, cwd=Path(__file__).parent)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def preset_with(name: str, folder: Path, settings: dict) -> str:
+    """``configs/<name>.yaml`` with ``settings`` (dotted keys) written into it, as a user's edited copy
+    (a chain of stages takes the same command-line overrides, so stage-specific sizes go in the file)."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    for key, value in settings.items():
+        node = cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)

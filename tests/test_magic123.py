@@ -7,9 +7,8 @@ import csv
 
 import pytest
 import torch
-import yaml
 
-from run_helpers import ROOT, launch, trial_dirs
+from run_helpers import ROOT, launch, preset_with, trial_dirs
 
 COMMON = {"data.reference_resolution": 16, "data.random_camera.resolution": 16, "data.random_camera.batch_size": 2,
           "data.random_camera.eval_resolution": 16, "data.random_camera.n_test_views": 5, "data.random_camera.n_val_views": 2,
@@ -22,18 +21,8 @@ MESH = {"system.geometry.isosurface_resolution": 16}
 
 def small_preset(name: str, folder, steps: int, extra: dict | None = None) -> str:
     """The preset with test-sized settings written into it (a user's edited copy)."""
-    cfg = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
-    settings = {**COMMON, **(MESH if "refine" in name else NERF), "trainer.max_steps": steps, "checkpoint.every_n_train_steps": steps,
-                **(extra or {})}
-    for key, value in settings.items():
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path)
+    return preset_with(name, folder, {**COMMON, **(MESH if "refine" in name else NERF), "trainer.max_steps": steps,
+                                      "checkpoint.every_n_train_steps": steps, **(extra or {})})
 
 
 def losses_logged(trial) -> list[dict]:

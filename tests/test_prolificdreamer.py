@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from run_helpers import ROOT, SMALL, launch, trial_dirs
+from run_helpers import ROOT, SMALL, launch, preset_with, trial_dirs
 
 STAGES = ("prolificdreamer-bundled", "prolificdreamer-geometry-bundled", "prolificdreamer-texture-bundled")
 COMMON = {"data.resolution": 16, "data.eval_resolution": 16, "data.n_test_views": 5, "data.n_val_views": 2, "data.batch_size": 2,
@@ -23,16 +23,7 @@ MESH = {"system.geometry.isosurface_resolution": 16}
 
 def small_preset(name: str, folder) -> str:
     """The preset with test-sized settings written into it (a user's edited copy of it)."""
-    cfg = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
-    for key, value in {**COMMON, **(MESH if "geometry" in name or "texture" in name else NERF)}.items():
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path)
+    return preset_with(name, folder, {**COMMON, **(MESH if "geometry" in name or "texture" in name else NERF)})
 
 
 def test_three_bundled_stages_in_one_command_then_export(tmp_path):

@@ -43,7 +43,7 @@ def _score_parser() -> argparse.ArgumentParser:
                     help="up axis of the file: auto (default: y for GLB/glTF as the glTF spec says, z otherwise), z or y")
     ap.add_argument("--clip-model", default=None, help="local CLIP model directory for a CLIP score")
     ap.add_argument("--align", choices=["auto", "centre", "truth", "none"], default="auto",
-                    help="how the mesh is scaled and placed first: centre (its box centred, largest side 1 unit, the world's "
+                    help="how the mesh is scaled and placed first: centre (its box centred, largest side 1.1 units, the world's "
                     "object size), truth (onto the true object's box, for image-to-3D), none; auto (default): truth with "
                     "--image, else centre")
     ap.add_argument("--yaw", type=float, default=0.0, metavar="DEG",

@@ -5,7 +5,8 @@ Built from ``results.jsonl`` alone (``lift3d eval report <folder>`` rebuilds it 
 - a table per metric, methods x hyperparameter settings; each cell is the mean over prompts
   of a seed, then mean ± standard deviation over seeds (just the mean with one seed);
 - per swept hyperparameter, a plot (matplotlib) of each metric against its values, one line
-  per method (averaged over the other settings, prompts and seeds);
+  per method (averaged over the other settings, prompts and seeds; for a one-at-a-time grid,
+  over that key's runs and the preset's settings only);
 - per prompt, an image grid of test-turntable frames, a row per method and setting;
 - a table of every run with links to its turntable video and exported mesh, and the failures.
 """

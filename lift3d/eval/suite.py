@@ -13,6 +13,11 @@ A suite file looks like ``suites/bundled-text.yaml``::
       system.guidance.guidance_scale: [7.5, 10.0]
     overrides: {trainer.max_steps: 450}
 
+An image-to-3D suite lists ``images:`` instead of ``prompts:`` (each run's ``data.image_path``; a
+method with a text prior gets the image's caption as its prompt). ``grid_mode: one_at_a_time``
+sweeps each key around the preset's settings instead of running every combination, and a
+method's own ``grid`` adds keys only it has (``suites/bundled-image.yaml``).
+
 Every run's full experiment config is parsed (unknown preset, key or module name is a
 ``ConfigError`` with a did-you-mean) when the suite is loaded, before any run starts.
 """
@@ -243,6 +248,7 @@ def expand(suite: SuiteConfig, suite_path: str | Path) -> list[RunSpec]:
                     run_id = "__".join(x for x in (method.name, hp, name, f"s{seed}") if x)
                     runs.append(RunSpec(run_id, method.name, str(preset), prompt, seed, hparams, overrides, suite.export,
                                         suite.clip_model, stages, image, varied if sweep else None, sweep))
+    runs.sort(key=lambda r: suite.seeds.index(r.seed))  # seed by seed: an interrupted suite leaves whole seeds
     ids = [r.run_id for r in runs]
     clash = next((i for i in ids if ids.count(i) > 1), None)
     if clash is not None:
