@@ -117,6 +117,8 @@ def test_real_prior_presets_run_on_tiny_random_priors(tmp_path, house, latent_pr
     ("magic123-coarse-bundled.yaml", "system.loss.lambda_normal_consistency=10", "a mesh regulariser, but the coarse stage has no mesh"),
     ("magic123-coarse-bundled.yaml", "system.loss.lambda_text_vsd=1", "no module produces this loss"),
     ("magic123-refine-bundled.yaml", "system.geometry_type=implicit-volume", "the refine stage optimises a mesh"),
+    ("magic123-coarse-bundled.yaml", "system.text_guidance_type=vsd-guidance system.loss.lambda_text_vsd=1 system.loss.lambda_text_sds=0",
+     "trains modules of its own, which magic123-system does not optimise"),
 ])
 def test_config_errors_name_the_fix_before_any_work(preset, change, message, house):
     from lift3d.config import explicit_keys, load_mapping, override_keys, parse

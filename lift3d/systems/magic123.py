@@ -65,24 +65,35 @@ class Magic123System(Zero123System, Magic3DSystem):
         return find(cfg.text_guidance_type, BaseGuidance)
 
     @classmethod
+    def text_loss_names(cls, cfg) -> tuple[str, ...]:
+        """The text prior's losses as this system names them (``text_sds``)."""
+        return tuple(TEXT_PREFIX + name for name in cls.text_guidance_class(cfg).loss_names)
+
+    @classmethod
+    def uses_text_prior(cls, cfg) -> bool:
+        return any(_ever_positive(cfg.loss.get(f"lambda_{name}", 0.0)) for name in cls.text_loss_names(cfg))
+
+    @classmethod
     def produced_losses(cls, cfg) -> tuple[str, ...]:
-        text = tuple(TEXT_PREFIX + name for name in cls.text_guidance_class(cfg).loss_names)
-        return super().produced_losses(cfg) + text
+        return super().produced_losses(cfg) + cls.text_loss_names(cfg)
 
     @classmethod
     def config_errors(cls, cfg, path: str) -> list[str]:
         errors = super().config_errors(cfg, path)
-        if not (_ever_positive(cfg.loss.get("lambda_sds", 0.0)) or _ever_positive(cfg.loss.get(f"lambda_{TEXT_PREFIX}sds", 0.0))):
+        if not (_ever_positive(cfg.loss.get("lambda_sds", 0.0)) or cls.uses_text_prior(cfg)):
             errors.append(f"{path}.loss: both priors are switched off (lambda_sds and lambda_text_sds are 0); "
                           "give one of them a weight, or use zero123-system with lambda_sds=0 for the reference-only baseline")
+        if getattr(cls.text_guidance_class(cfg), "trainable_modules", ()):
+            errors.append(f"{path}.text_guidance_type: {cfg.text_guidance_type!r} trains modules of its own, which "
+                          f"magic123-system does not optimise; use diffusers-sds-guidance")
         return errors
 
     def build_guidance(self, cfg) -> None:
-        """Each prior only when its weight is ever above 0."""
+        """Each prior only when one of its losses is weighted above 0 at some step."""
         self.guidance = self.prompt_processor = self.text_guidance = None
         if _ever_positive(cfg.loss.get("lambda_sds", 0.0)):
             super().build_guidance(cfg)
-        if _ever_positive(cfg.loss.get(f"lambda_{TEXT_PREFIX}sds", 0.0)):
+        if self.uses_text_prior(cfg):
             self.prompt_processor = self.build("lift3d.prompts.base.BasePromptProcessor", cfg.prompt_processor_type, cfg.prompt_processor)
             self.text_guidance = self.build("lift3d.guidance.base.BaseGuidance", cfg.text_guidance_type, cfg.text_guidance)
 
@@ -92,7 +103,7 @@ class Magic123System(Zero123System, Magic3DSystem):
 
     def novel_view_losses(self, batch: ImageConditionedBatch) -> tuple[dict, dict, RenderOutput]:
         losses, info, out = super().novel_view_losses(batch)
-        if self.text_guidance is not None and self.loss_weight(f"{TEXT_PREFIX}sds") > 0:
+        if self.text_guidance is not None and any(self.loss_weight(n) > 0 for n in self.text_loss_names(self.cfg)):
             text_out = self.text_guidance(out.comp_rgb, self.prompt_processor.embeddings, batch.random)
             losses.update({TEXT_PREFIX + k: v for k, v in text_out.losses.items()})
             info.update({TEXT_PREFIX + k: v for k, v in text_out.info.items()})
