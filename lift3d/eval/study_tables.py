@@ -14,9 +14,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 
-from lift3d.eval.report import metric_value, setting_label
+from lift3d.eval.report import aggregate, setting_label
 
 COLUMNS = (("psnr", "PSNR", ".2f"), ("psnr_back", "back PSNR", ".2f"), ("ssim", "SSIM", ".3f"),
            ("silhouette_iou", "sil. IoU", ".3f"), ("volume_iou", "vol. IoU", ".3f"), ("chamfer", "Chamfer", ".3f"),
@@ -48,19 +47,6 @@ def held_out(row: dict) -> bool | None:
     return None
 
 
-def cell_means(rows: list[dict], key: str) -> tuple[float, float, int] | None:
-    """Mean over inputs per seed, then mean and std over seeds (as the report's cells)."""
-    per_seed: dict[int, list[float]] = defaultdict(list)
-    for r in rows:
-        v = metric_value(r, key)
-        if v is not None:
-            per_seed[r["seed"]].append(v)
-    if not per_seed:
-        return None
-    means = np.array([np.mean(v) for v in per_seed.values()])
-    return float(means.mean()), float(means.std(ddof=1)) if len(means) > 1 else 0.0, len(means)
-
-
 def split_table(rows: list[dict], which_held_out: bool) -> str:
     """Markdown: a row per method and setting over the held-out (or training) inputs."""
     chosen = [r for r in rows if held_out(r) is which_held_out]
@@ -72,7 +58,7 @@ def split_table(rows: list[dict], which_held_out: bool) -> str:
     for (method, setting), group in cells.items():
         values = []
         for key, _, fmt in COLUMNS:
-            m = cell_means(group, key)
+            m = aggregate(group, key).get((method, setting))  # the report's cell: mean over inputs per seed, then over seeds
             values.append("–" if m is None else (f"{m[0]:{fmt}} ± {m[1]:{fmt}}" if m[2] > 1 else f"{m[0]:{fmt}}"))
         lines.append(f"| {method} | {setting} | " + " | ".join(values) + " |")
     return "\n".join(lines)

@@ -146,12 +146,10 @@ def _resolve_preset(preset: str, suite_dir: Path) -> Path:
 
 def image_caption(image: Path) -> str:
     """The caption of an input image: its JSON sidecar's ``caption``, else its file name with spaces."""
-    sidecar = image.with_suffix(".json")
-    if sidecar.is_file():
-        caption = json.loads(sidecar.read_text()).get("caption")
-        if caption:
-            return str(caption)
-    return re.sub(r"[_-]+", " ", image.stem).strip()
+    from lift3d.priors.world.examples import read_truth
+
+    truth = read_truth(image)
+    return truth.caption if truth is not None and truth.caption else re.sub(r"[_-]+", " ", image.stem).strip()
 
 
 def _dotted_get(cfg: Any, key: str) -> Any:

@@ -91,6 +91,7 @@ class Magic123System(Zero123System, Magic3DSystem):
     def build_guidance(self, cfg) -> None:
         """Each prior only when one of its losses is weighted above 0 at some step."""
         self.guidance = self.prompt_processor = self.text_guidance = None
+        self.text_losses = self.text_loss_names(cfg)  # looked up once, not on every training step
         if _ever_positive(cfg.loss.get("lambda_sds", 0.0)):
             super().build_guidance(cfg)
         if self.uses_text_prior(cfg):
@@ -103,7 +104,7 @@ class Magic123System(Zero123System, Magic3DSystem):
 
     def novel_view_losses(self, batch: ImageConditionedBatch) -> tuple[dict, dict, RenderOutput]:
         losses, info, out = super().novel_view_losses(batch)
-        if self.text_guidance is not None and any(self.loss_weight(n) > 0 for n in self.text_loss_names(self.cfg)):
+        if self.text_guidance is not None and any(self.loss_weight(n) > 0 for n in self.text_losses):
             text_out = self.text_guidance(out.comp_rgb, self.prompt_processor.embeddings, batch.random)
             losses.update({TEXT_PREFIX + k: v for k, v in text_out.losses.items()})
             info.update({TEXT_PREFIX + k: v for k, v in text_out.info.items()})
