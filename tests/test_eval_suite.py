@@ -261,11 +261,12 @@ def test_the_image_study_expands_one_setting_change_at_a_time():
     shipped = ROOT / "suites" / "bundled-image.yaml"
     suite = load_suite(shipped)
     runs = expand(suite, shipped)
-    assert len(runs) == 3 * 3 * 3 * 2 and len({r.run_id for r in runs}) == len(runs)  # methods x settings x images x seeds
+    n_images = len(suite.images)
+    assert n_images == 5 and len(runs) == 3 * 3 * n_images * 2 and len({r.run_id for r in runs}) == len(runs)  # methods x settings x images x seeds
     by_method = {m: [r for r in runs if r.method == m] for m in ("zero123", "magic123", "reference-text")}
     for method, rows in by_method.items():
         defaults = [r for r in rows if r.varied is None]
-        assert len(defaults) == 3 * 2
+        assert len(defaults) == n_images * 2
         for r in rows:  # every run carries every key's value; a varied run differs from the defaults in that key only
             d = next(x for x in defaults if x.image == r.image and x.seed == r.seed)
             assert set(r.hparams) == set(d.hparams)

@@ -64,12 +64,37 @@ def split_table(rows: list[dict], which_held_out: bool) -> str:
     return "\n".join(lines)
 
 
+PER_OBJECT = (("psnr", "PSNR", ".2f"), ("psnr_back", "back PSNR", ".2f"), ("r_precision", "R-precision", ".2f"))
+"""The per-object table's metrics: a column each, the methods' values side by side."""
+
+
+def object_table(rows: list[dict]) -> str:
+    """Markdown: a row per held-out image, each method's value at its ``default`` setting (mean over seeds)."""
+    chosen = [r for r in rows if held_out(r) and setting_label(r) == "default"]
+    methods = list(dict.fromkeys(r["method"] for r in chosen))
+    images = list(dict.fromkeys(r["image"] for r in chosen))
+    head = [f"{title} {' / '.join(methods)}" if i == 0 else title for i, (_, title, _) in enumerate(PER_OBJECT)]
+    lines = ["| held-out image | " + " | ".join(head) + " |", "|" + "---|" * (1 + len(PER_OBJECT))]
+    for image in images:
+        cells = []
+        for key, _, fmt in PER_OBJECT:
+            values = []
+            for method in methods:
+                found = [r["metrics"][key] for r in chosen if r["image"] == image and r["method"] == method and r["metrics"].get(key) is not None]
+                values.append(f"{sum(found) / len(found):{fmt}}" if found else "–")
+            cells.append(" / ".join(values))
+        caption = Path(image).stem.replace("_", " ")
+        lines.append(f"| {caption} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def study_tables(path: str | Path) -> str:
     rows = read_rows(path)
     n_in = len({r["image"] for r in rows if held_out(r)})
     n_tr = len({r["image"] for r in rows if held_out(r) is False})
     return (f"Held-out objects ({n_in} images; mean over images per seed, then mean ± std over seeds):\n\n{split_table(rows, True)}\n\n"
-            f"Training objects ({n_tr} image{'s' if n_tr != 1 else ''}):\n\n{split_table(rows, False)}\n")
+            f"Training objects ({n_tr} image{'s' if n_tr != 1 else ''}):\n\n{split_table(rows, False)}\n\n"
+            f"Per held-out object (default settings, mean over seeds):\n\n{object_table(rows)}\n")
 
 
 if __name__ == "__main__":
