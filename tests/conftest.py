@@ -1,5 +1,10 @@
 import os
 
+# Under pytest-xdist (the README's `-n 2`) each worker and the runs it starts take one thread, so two
+# workers share the two cores instead of oversubscribing them (lift3d honours OMP_NUM_THREADS).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 # shape annotations (jaxtyping) are checked at run time in the tests; must be set before lift3d imports
 os.environ.setdefault("LIFT3D_TYPECHECK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -8,7 +13,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(scope="session")
