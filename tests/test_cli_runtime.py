@@ -120,3 +120,14 @@ def test_a_prior_returning_nan_stops_the_run_with_one_line(tmp_path, pixel_prior
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the prior's noise prediction is non-finite in 100.0% of elements at step 0")
     assert "half_precision=false" in last and "Traceback" not in proc.stderr
+
+
+def test_every_loss_weight_at_zero_stops_the_run_with_one_line(tmp_path, pixel_prior):
+    """A run whose weights leave nothing to optimise says so, instead of autograd's "does not require grad"."""
+    proc = launch(["--config", str(ROOT / "configs/dreamfusion-if.yaml"), "--train", "trainer.max_steps=3",
+                   "system.prompt_processor.prompt=a red cube", f"system.guidance.pretrained_model_name_or_path={pixel_prior}",
+                   "system.loss.lambda_sds=0", "system.loss.lambda_orient=0", "system.loss.lambda_sparsity=0", f"exp_root_dir={tmp_path / 'out'}", *SMALL], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == "error: every loss weight is 0 at step 0, so nothing would be optimised; set one above 0, e.g. system.loss.lambda_sds=1"
+    assert "Traceback" not in proc.stderr

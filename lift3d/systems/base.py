@@ -123,6 +123,23 @@ class BaseLift3DSystem(pl.LightningModule):
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    def weighted_total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Σ weight × loss over the losses whose weight (``system.loss.lambda_<name>``, scheduled) is above 0
+        at this step; every loss is logged, weighted or not, and the total is checked to be finite."""
+        total = None
+        for name, value in losses.items():
+            weight = self.loss_weight(name)
+            if weight > 0:
+                total = weight * value if total is None else total + weight * value
+            self.log(f"train/loss_{name}", value.detach(), prog_bar=False)
+        if total is None:
+            example = f", e.g. system.loss.lambda_{next(iter(losses))}=1" if losses else ""
+            raise RunError(f"every loss weight is 0 at step {self.true_global_step}, so nothing would be optimised; "
+                           f"set one above 0{example}")
+        self.check_finite(total)
+        self.log("train/loss", total.detach(), prog_bar=True)
+        return total
+
     def check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
             raise RunError(

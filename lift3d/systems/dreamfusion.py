@@ -191,15 +191,7 @@ class DreamFusionSystem(BaseLift3DSystem):
     def training_step(self, batch: CameraBatch, batch_idx: int):
         out = self(batch, need_normal=self.needs_normal())
         guidance_out = self.guidance(self.guidance_input(out), self.prompt_processor.embeddings, batch)
-        losses = {**guidance_out.losses, **self.regularizers(out)}
-        total = torch.zeros((), device=out.comp_rgb.device)
-        for name, value in losses.items():
-            weight = self.loss_weight(name)
-            if weight > 0:
-                total = total + weight * value
-            self.log(f"train/loss_{name}", value.detach(), prog_bar=False)
-        self.check_finite(total)
-        self.log("train/loss", total.detach(), prog_bar=True)
+        total = self.weighted_total({**guidance_out.losses, **self.regularizers(out)})
         for key, value in guidance_out.info.items():
             self.log(f"train/{key}", value)
         if out.samples_total:

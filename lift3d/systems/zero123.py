@@ -142,16 +142,9 @@ class Zero123System(DreamFusionSystem):
 
     def training_step(self, batch: ImageConditionedBatch, batch_idx: int):
         losses = self.reference_losses(batch)
-        novel, info, out = self.novel_view_losses(batch)
+        novel, info, _ = self.novel_view_losses(batch)
         losses.update(novel)
-        total = torch.zeros((), device=out.comp_rgb.device)
-        for name, value in losses.items():
-            weight = self.loss_weight(name)
-            if weight > 0:
-                total = total + weight * value
-            self.log(f"train/loss_{name}", value.detach(), prog_bar=False)
-        self.check_finite(total)
-        self.log("train/loss", total.detach(), prog_bar=True)
+        total = self.weighted_total(losses)
         for key, value in info.items():
             self.log(f"train/{key}", value)
         return total
