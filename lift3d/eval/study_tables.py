@@ -14,7 +14,6 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-
 from lift3d.eval.report import aggregate, setting_label
 
 COLUMNS = (("psnr", "PSNR", ".2f"), ("psnr_back", "back PSNR", ".2f"), ("ssim", "SSIM", ".3f"),
@@ -76,12 +75,11 @@ def object_table(rows: list[dict]) -> str:
     head = [f"{title} {' / '.join(methods)}" if i == 0 else title for i, (_, title, _) in enumerate(PER_OBJECT)]
     lines = ["| held-out image | " + " | ".join(head) + " |", "|" + "---|" * (1 + len(PER_OBJECT))]
     for image in images:
+        of_image = [r for r in chosen if r["image"] == image]
         cells = []
         for key, _, fmt in PER_OBJECT:
-            values = []
-            for method in methods:
-                found = [r["metrics"][key] for r in chosen if r["image"] == image and r["method"] == method and r["metrics"].get(key) is not None]
-                values.append(f"{sum(found) / len(found):{fmt}}" if found else "–")
+            cell = aggregate(of_image, key)  # one input: the report's cell is the mean over seeds
+            values = [f"{cell[(m, 'default')][0]:{fmt}}" if (m, "default") in cell else "–" for m in methods]
             cells.append(" / ".join(values))
         caption = Path(image).stem.replace("_", " ")
         lines.append(f"| {caption} | " + " | ".join(cells) + " |")
