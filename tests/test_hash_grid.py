@@ -36,12 +36,14 @@ def reference_encode(x: torch.Tensor, table: torch.Tensor, cfg: HashGridConfig) 
     return torch.cat(out, dim=1)
 
 
+@pytest.mark.parametrize("implementation", ["torch", "cpp"])
 @pytest.mark.parametrize("log2_size, n_levels, features", [(8, 3, 2), (12, 4, 2), (14, 5, 4), (19, 6, 2)])
-def test_forward_and_backward_match_reference(log2_size, n_levels, features):
+def test_forward_and_backward_match_reference(log2_size, n_levels, features, implementation):
     torch.manual_seed(log2_size)
     cfg = HashGridConfig(n_levels=n_levels, n_features_per_level=features, log2_hashmap_size=log2_size,
-                         base_resolution=4, per_level_scale=2.0, init_scale=1.0)
+                         base_resolution=4, per_level_scale=2.0, init_scale=1.0, implementation=implementation)
     enc = HashGridEncoding(cfg)
+    assert enc.backend == implementation
     # both dense and hashed levels must be present for the larger configs
     assert any(not dense for _, _, dense in enc.layout) or log2_size == 19
     x = torch.rand(40, 3)
@@ -100,7 +102,7 @@ def test_tcnn_selection_without_tcnn_is_a_clear_error():
         pass
     with pytest.raises(ConfigError, match="tiny-cuda-nn"):
         HashGridEncoding(HashGridConfig(implementation="tcnn"))
-    assert HashGridEncoding(HashGridConfig(implementation="auto", log2_hashmap_size=10)).backend == "torch"
+    assert HashGridEncoding(HashGridConfig(implementation="auto", log2_hashmap_size=10)).backend == "cpp"
 
 
 def _normal_loss_table_grad(table: torch.Tensor, x: torch.Tensor, layout, offsets, weights: torch.Tensor) -> torch.Tensor:
@@ -189,7 +191,7 @@ def test_auto_picks_tcnn_only_when_the_run_is_on_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # and a GPU exists
     try:
         runtime.set_run_device("cpu")
-        assert HashGridEncoding._choose_backend("auto") == "torch"
+        assert HashGridEncoding._choose_backend("auto") == "cpp"
         with pytest.raises(ConfigError, match="not on CUDA"):
             HashGridEncoding._choose_backend("tcnn")
         runtime.set_run_device("cuda")
@@ -213,3 +215,84 @@ def test_trilinear_gradient_matches_autograd_of_the_trilinear_weights(n):
     assert torch.allclose(got, expected, atol=1e-12)
     # and its own derivatives, which the double backward of analytic normals takes
     assert torch.autograd.gradcheck(_trilinear_gradient, (dfeat, frac))
+
+
+# --- the fused C++ kernels against the PyTorch reference ---------------------------------------
+
+
+def _layout_offsets_levels(cfg: HashGridConfig):
+    from lift3d.encodings.hash_grid_cpp import levels_tensor
+
+    layout = level_layout(cfg)
+    sizes = [s for _, s, _ in layout]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    return layout, offsets, levels_tensor(layout, offsets)
+
+
+@pytest.mark.parametrize("features, log2_size, n_levels", [(1, 6, 2), (2, 7, 3), (4, 6, 3)])
+def test_cpp_gradcheck_and_gradgradcheck_float64(features, log2_size, n_levels):
+    from lift3d.encodings.hash_grid_cpp import CppHashGridFunction
+
+    cfg = HashGridConfig(n_levels=n_levels, n_features_per_level=features, log2_hashmap_size=log2_size,
+                         base_resolution=3, per_level_scale=2.5)
+    layout, _, levels = _layout_offsets_levels(cfg)
+    assert any(not dense for _, _, dense in layout) and any(dense for _, _, dense in layout)
+    torch.manual_seed(features)
+    table = torch.randn(sum(s for _, s, _ in layout), features, dtype=torch.float64, requires_grad=True)
+    x = (torch.rand(5, 3, dtype=torch.float64) * 0.8 + 0.1).requires_grad_(True)
+    fn = lambda xx, tt: CppHashGridFunction.apply(xx, tt, levels)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, table), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradgradcheck(fn, (x, table), eps=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_points", [1, 333, 5000])
+def test_cpp_matches_torch_at_the_default_float32_settings(n_points):
+    """The path users run: default config (16 levels, 2^19 table), float32, first and second order."""
+    from lift3d.encodings.hash_grid import input_gradient_only
+    from lift3d.encodings.hash_grid_cpp import CppHashGridFunction
+
+    torch.manual_seed(n_points)
+    cfg = HashGridConfig(init_scale=1.0)
+    layout, offsets, levels = _layout_offsets_levels(cfg)
+    table0 = torch.rand(sum(s for _, s, _ in layout), 2) * 2 - 1
+    x0 = torch.rand(n_points, 3) * 0.98 + 0.01
+    mlp = torch.randn(32)
+    normal_target = torch.randn(n_points, 3)
+    results = []
+    for fn in (lambda x, t: _HashGridFunction.apply(x, t, layout, offsets), lambda x, t: CppHashGridFunction.apply(x, t, levels)):
+        table = table0.clone().requires_grad_(True)
+        x = x0.clone().requires_grad_(True)
+        y = fn(x, table)
+        density = (y * mlp).sum(-1)
+        with input_gradient_only():
+            (normal,) = torch.autograd.grad(density.sum(), x, create_graph=True)
+        ((normal * normal_target).sum() + density.square().sum()).backward()
+        results.append((y.detach(), normal.detach(), table.grad, x.grad))
+    (y_t, n_t, gt_t, gx_t), (y_c, n_c, gt_c, gx_c) = results
+    torch.testing.assert_close(y_c, y_t, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(n_c, n_t, rtol=1e-4, atol=1e-3 * n_t.abs().max().item())
+    rel = (gt_c - gt_t).norm() / gt_t.norm()
+    assert rel < 1e-4, f"table gradient relative error {rel:.2e}"
+    rel = (gx_c - gx_t).norm() / gx_t.norm()
+    assert rel < 1e-3, f"input gradient relative error {rel:.2e}"
+
+
+def test_cpp_unavailable_falls_back_with_a_warning_and_is_a_clear_error_when_asked_for(monkeypatch):
+    from lift3d.encodings import hash_grid, hash_grid_cpp
+    from lift3d.errors import ConfigError
+
+    monkeypatch.setenv("LIFT3D_NO_CPP", "1")
+    monkeypatch.setattr(hash_grid_cpp, "_state", {})
+    monkeypatch.setattr(hash_grid, "_warned_cpp", [])
+    with pytest.warns(UserWarning, match="LIFT3D_NO_CPP"):
+        assert HashGridEncoding(HashGridConfig(log2_hashmap_size=10)).backend == "torch"
+    with pytest.raises(ConfigError, match="'cpp' is unavailable: LIFT3D_NO_CPP=1"):
+        HashGridEncoding(HashGridConfig(implementation="cpp", log2_hashmap_size=10))
+
+
+def test_cpp_feature_counts_it_was_not_built_for():
+    from lift3d.errors import ConfigError
+
+    assert HashGridEncoding(HashGridConfig(n_features_per_level=3, log2_hashmap_size=8)).backend == "torch"
+    with pytest.raises(ConfigError, match="n_features_per_level in"):
+        HashGridEncoding(HashGridConfig(implementation="cpp", n_features_per_level=3, log2_hashmap_size=8))

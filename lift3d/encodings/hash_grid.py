@@ -1,5 +1,9 @@
 """Multiresolution hash encoding (Instant-NGP), pure PyTorch with a hand-written backward.
 
+This is the reference implementation. On a CPU, runs use the fused C++ kernels of
+``hash_grid_cpp.py`` when they build (``implementation: auto``, the default), about 3x faster
+and tested against this file; on CUDA, tiny-cuda-nn when installed.
+
 Level ``l`` has resolution ``floor(base_resolution * per_level_scale**l)``; a point in
 [0, 1]^3 is interpolated trilinearly from the 8 corners of its cell. Levels whose grid fits
 in the table are indexed densely, finer ones through the spatial hash
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,6 +53,11 @@ def input_gradient_only():
         _input_grad_only.active = before
 
 
+def input_gradient_wanted_only() -> bool:
+    """True inside :func:`input_gradient_only` (on this thread)."""
+    return getattr(_input_grad_only, "active", False)
+
+
 def _int32(v: int) -> int:
     return v - 2**32 if v >= 2**31 else v
 
@@ -68,9 +78,11 @@ class HashGridConfig:
     """Resolution growth factor between levels (default: 16 -> 4096 at the finest of 16 levels, 16 * 1.4473**15)."""
     init_scale: float = 1e-4
     """Table entries start uniform in [-init_scale, init_scale]."""
-    implementation: Literal["torch", "tcnn", "auto"] = "torch"
-    """``torch``: the pure-PyTorch reference; ``tcnn``: tiny-cuda-nn (CUDA only);
-    ``auto``: tiny-cuda-nn when installed and the run's device is CUDA (not merely present), else torch."""
+    implementation: Literal["auto", "torch", "cpp", "tcnn"] = "auto"
+    """``torch``: the pure-PyTorch reference; ``cpp``: fused C++ CPU kernels, compiled on first use
+    (about 30 s once per machine; needs a C++ compiler and ninja); ``tcnn``: tiny-cuda-nn (CUDA only);
+    ``auto``: tiny-cuda-nn when installed and the run's device is CUDA (not merely present), else the
+    C++ kernels when they build (a warning says why not, and the reference is used), else torch."""
 
 
 def level_layout(cfg: HashGridConfig) -> list[tuple[int, int, bool]]:
@@ -230,7 +242,7 @@ class _HashGridFunction(torch.autograd.Function):
                 levels.append((idx, _corner_factors(frac).prod(dim=-1), frac))
             else:
                 levels.append(tuple(saved[3 * level : 3 * level + 3]))
-        if ctx.needs_input_grad[1] and not getattr(_input_grad_only, "active", False):
+        if ctx.needs_input_grad[1] and not input_gradient_wanted_only():
             # every level's slice is written in full below, so no zero fill (a 50 MB fill costs ~0.1 s here)
             grad_table = torch.zeros_like(table) if create_graph else torch.empty_like(table)
             for level, ((res, size, dense), off) in enumerate(zip(ctx.layout, ctx.offsets)):
@@ -260,7 +272,7 @@ class HashGridEncoding(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.n_output_dims = cfg.n_levels * cfg.n_features_per_level
-        self.backend = self._choose_backend(cfg.implementation)
+        self.backend = self._choose_backend(cfg.implementation, cfg.n_features_per_level)
         if self.backend == "tcnn":
             self._tcnn = _make_tcnn(cfg)
             return
@@ -269,12 +281,25 @@ class HashGridEncoding(nn.Module):
         self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]
         table = torch.empty(sum(sizes), cfg.n_features_per_level).uniform_(-cfg.init_scale, cfg.init_scale)
         self.table = nn.Parameter(table)
+        self._levels: Tensor | None = None  # the C++ kernels' level rows, made on first use
 
     @staticmethod
-    def _choose_backend(choice: str) -> str:
-        """``torch``, or ``tcnn`` when asked for (or ``auto``) and the run itself is on CUDA."""
+    def _choose_backend(choice: str, n_features: int = 2) -> str:
+        """``torch``, ``cpp`` (CPU runs) or ``tcnn`` (CUDA runs), as :class:`HashGridConfig` describes."""
+        from lift3d.errors import ConfigError
+
         if choice == "torch":
             return "torch"
+        if choice == "cpp":
+            from lift3d.encodings.hash_grid_cpp import CPP_FEATURE_COUNTS, load_kernels, unavailable_reason
+
+            if n_features not in CPP_FEATURE_COUNTS:
+                raise ConfigError(f"hash grid implementation 'cpp' takes n_features_per_level in {CPP_FEATURE_COUNTS}, "
+                                  f"not {n_features}; choose one of those, or set implementation=torch")
+            if load_kernels() is None:
+                raise ConfigError(f"hash grid implementation 'cpp' is unavailable: {unavailable_reason()}; "
+                                  "fix that, or set implementation=torch (or auto)")
+            return "cpp"
         from lift3d.runtime import run_on_cuda
 
         try:
@@ -283,20 +308,49 @@ class HashGridEncoding(nn.Module):
             installed = True
         except ImportError:
             installed = False
-        available = installed and run_on_cuda()
+        on_cuda = run_on_cuda()
+        available = installed and on_cuda
         if choice == "tcnn" and not available:
-            from lift3d.errors import ConfigError
-
             why = "this run is not on CUDA (--gpu cpu, or no GPU)" if installed else "tiny-cuda-nn is not installed"
             raise ConfigError(f"hash grid implementation 'tcnn' needs tiny-cuda-nn and a CUDA run, but {why}; "
                               "install tinycudann and run on a GPU, or set implementation=torch")
-        return "tcnn" if available else "torch"
+        if available:
+            return "tcnn"
+        from lift3d.encodings.hash_grid_cpp import CPP_FEATURE_COUNTS
+
+        if on_cuda or n_features not in CPP_FEATURE_COUNTS:
+            return "torch"
+        return "cpp" if _cpp_kernels_or_warn() else "torch"
 
     def forward(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, "N D"]:
         if self.backend == "tcnn":
             return self._tcnn(x).float()
         x = x.clamp(0.0, 1.0)
+        if self.backend == "cpp" and x.device.type == "cpu":
+            from lift3d.encodings.hash_grid_cpp import CppHashGridFunction
+
+            if self._levels is None:
+                from lift3d.encodings.hash_grid_cpp import levels_tensor
+
+                self._levels = levels_tensor(self.layout, self.offsets)
+            return CppHashGridFunction.apply(x, self.table, self._levels)
         return _HashGridFunction.apply(x, self.table, self.layout, self.offsets)
+
+
+def _cpp_kernels_or_warn() -> bool:
+    """Whether the C++ kernels load; the first time they do not, a warning says why."""
+    from lift3d.encodings.hash_grid_cpp import load_kernels, unavailable_reason
+
+    if load_kernels() is not None:
+        return True
+    if not _warned_cpp:
+        _warned_cpp.append(True)
+        warnings.warn(f"lift3d: the hash grid's C++ kernels are unavailable ({unavailable_reason()}); "
+                      "using the slower PyTorch reference", stacklevel=3)
+    return False
+
+
+_warned_cpp: list[bool] = []
 
 
 def _make_tcnn(cfg: HashGridConfig):
