@@ -176,3 +176,64 @@ def test_early_ray_termination_keeps_gradients_of_the_visible_samples():
         grads.append(geo.encoding.table.grad.clone())
     cos = torch.nn.functional.cosine_similarity(grads[0].flatten(), grads[1].flatten(), dim=0)
     assert cos > 0.999 and (grads[0] - grads[1]).norm() / grads[0].norm() < 0.02
+
+
+@pytest.mark.parametrize("sigma, passes", [(8.0, [True, False, False, False, True, False]), (40.0, [True] * 6)])
+def test_the_density_only_pass_is_skipped_while_it_does_not_pay(sigma, passes):
+    """Through a translucent sphere the pass drops under 10 % of the samples: the next renders
+    skip it and every 4th probes again; behind an opaque front it runs on every render."""
+    renderer, geo = make_renderer(256, "occgrid")
+    renderer.cfg.early_stop_eps = 1e-4
+    renderer.cfg.early_stop_probe_every = 4
+    geo.cfg.sigma = sigma
+    renderer.occupancy.update(geo.forward_density)
+    ran = []
+    original = renderer._visible
+    renderer._visible = lambda *a: ran.append(True) or original(*a)
+    seen = []
+    with torch.no_grad():
+        for _ in passes:
+            before = len(ran)
+            renderer(front_batch())
+            seen.append(len(ran) > before)
+    assert seen == passes
+
+
+def test_sampling_only_inside_the_occupied_box_renders_the_same_image_from_fewer_candidates():
+    renderer, geo = make_renderer(256, "occgrid")
+    renderer.occupancy.update(geo.forward_density)
+    lo, hi = renderer.occupancy.occupied_box()
+    r = geo.radius
+    # the sphere of radius 0.5 (plus the grid's one-cell dilation) inside a scene of radius r
+    assert (lo > -r).all() and (hi < r).all() and (lo <= -0.5).all() and (hi >= 0.5).all()
+    sizes = []
+    query = renderer.occupancy.query
+    renderer.occupancy.query = lambda pts: sizes.append(pts.shape[0]) or query(pts)
+    batch = front_batch()
+    with torch.no_grad():
+        boxed = renderer(batch)
+        renderer.occupancy.occupied_box = lambda: (torch.full((3,), -r), torch.full((3,), r))
+        whole = renderer(batch)
+    assert sizes[0] < 0.5 * sizes[1]
+    assert boxed.samples_evaluated == whole.samples_evaluated
+    for a, b in ((boxed.comp_rgb, whole.comp_rgb), (boxed.opacity, whole.opacity), (boxed.depth, whole.depth)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_occupied_box_of_one_cell_and_of_none():
+    from lift3d.renderers.occupancy_grid import OccupancyGrid
+
+    grid = OccupancyGrid(radius=1.0, resolution=8, threshold=1.0, decay=0.9)
+    density = torch.zeros(8, 8, 8)
+    density[4, 2, 6] = 5.0
+    grid.update(lambda p: density.reshape(-1)[grid.cell_index(p)])
+    lo, hi = grid.occupied_box()
+    # the cell and its one-cell dilation: cells 3..5, 1..3, 5..7 of 8 over [-1, 1]
+    torch.testing.assert_close(lo, torch.tensor([-0.25, -0.75, 0.25]))
+    torch.testing.assert_close(hi, torch.tensor([0.5, 0.0, 1.0]))
+    grid.update(lambda p: torch.zeros(p.shape[0]))  # EMA decays 5 -> 4.5, still occupied
+    assert grid.occupied_box() is not None
+    empty = OccupancyGrid(radius=1.0, resolution=8, threshold=1.0, decay=0.9)
+    empty.update(lambda p: torch.zeros(p.shape[0]))
+    # an all-zero field: the threshold falls to the mean (0) and every cell counts (never all off)
+    assert empty.occupied_box() is not None

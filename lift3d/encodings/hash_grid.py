@@ -322,7 +322,9 @@ class HashGridEncoding(nn.Module):
             return "torch"
         return "cpp" if _cpp_kernels_or_warn() else "torch"
 
-    def forward(self, x: Float[Tensor, "N 3"]) -> Float[Tensor, "N D"]:
+    def forward(self, x: Float[Tensor, "N 3"], normals_only_input: bool = False) -> Float[Tensor, "N D"]:
+        """``normals_only_input``: ``x`` is a leaf made only for analytic normals; its gradient is
+        then computed only inside :func:`input_gradient_only` (C++ kernels; the others ignore it)."""
         if self.backend == "tcnn":
             return self._tcnn(x).float()
         x = x.clamp(0.0, 1.0)
@@ -333,7 +335,7 @@ class HashGridEncoding(nn.Module):
                 from lift3d.encodings.hash_grid_cpp import levels_tensor
 
                 self._levels = levels_tensor(self.layout, self.offsets)
-            return CppHashGridFunction.apply(x, self.table, self._levels)
+            return CppHashGridFunction.apply(x, self.table, self._levels, normals_only_input)
         return _HashGridFunction.apply(x, self.table, self.layout, self.offsets)
 
 

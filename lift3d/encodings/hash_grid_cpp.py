@@ -104,11 +104,18 @@ def levels_tensor(layout: list, offsets: list[int]) -> Tensor:
 
 
 class CppHashGridFunction(torch.autograd.Function):
-    """Encoding of (N, 3) points with the fused kernels; differentiable twice in the input."""
+    """Encoding of (N, 3) points with the fused kernels; differentiable twice in the input.
+
+    ``normals_only``: the input is a leaf made only to take analytic normals, so its gradient is
+    computed inside :func:`~lift3d.encodings.hash_grid.input_gradient_only` (the normals) and
+    nowhere else: the training loss's backward would otherwise compute a first- and a
+    second-order input gradient for a leaf nobody reads (a third of an analytic-normal step).
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, table: Tensor, levels: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, table: Tensor, levels: Tensor, normals_only: bool = False) -> Tensor:
         ctx.save_for_backward(x, table, levels)
+        ctx.normals_only = normals_only
         return load_kernels().forward(x, table, levels)
 
     @staticmethod
@@ -118,25 +125,28 @@ class CppHashGridFunction(torch.autograd.Function):
         x, table, levels = ctx.saved_tensors
         kernels = load_kernels()
         grad_x = grad_table = None
-        if ctx.needs_input_grad[0]:
+        normals_pass = input_gradient_wanted_only()
+        if ctx.needs_input_grad[0] and (normals_pass or not ctx.normals_only):
             if torch.is_grad_enabled():  # create_graph: the input gradient is itself differentiated
-                grad_x = _InputGradFunction.apply(x, table, grad_out, levels)
+                grad_x = _InputGradFunction.apply(x, table, grad_out, levels, ctx.normals_only)
             else:
                 grad_x = kernels.input_grad(x, table, grad_out, levels)
-        if ctx.needs_input_grad[1] and not input_gradient_wanted_only():
+        if ctx.needs_input_grad[1] and not normals_pass:
             if torch.is_grad_enabled():
                 grad_table = _TableGradFunction.apply(x, grad_out, table.shape[0], levels)
             else:
                 grad_table = kernels.backward_table(x, grad_out, table.shape[0], levels)
-        return grad_x, grad_table, None
+        return grad_x, grad_table, None, None
 
 
 class _InputGradFunction(torch.autograd.Function):
-    """d(encoding)/dx contracted with ``grad_out``: (N, 3); its backward reaches x, table, grad_out."""
+    """d(encoding)/dx contracted with ``grad_out``: (N, 3); its backward reaches x (unless
+    ``normals_only``), the table and grad_out."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, table: Tensor, grad_out: Tensor, levels: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, table: Tensor, grad_out: Tensor, levels: Tensor, normals_only: bool) -> Tensor:
         ctx.save_for_backward(x, table, grad_out, levels)
+        ctx.normals_only = normals_only
         return load_kernels().input_grad(x, table, grad_out, levels)
 
     @staticmethod
@@ -144,8 +154,9 @@ class _InputGradFunction(torch.autograd.Function):
     def backward(ctx, gg: Tensor):
         x, table, grad_out, levels = ctx.saved_tensors
         need = ctx.needs_input_grad
-        gx, gtable, ggo = load_kernels().input_grad_backward(x, table, grad_out, gg, levels, need[0], need[1], need[2])
-        return gx, gtable, ggo, None
+        gx, gtable, ggo = load_kernels().input_grad_backward(x, table, grad_out, gg, levels, need[0] and not ctx.normals_only,
+                                                             need[1], need[2])
+        return gx, gtable, ggo, None, None
 
 
 class _TableGradFunction(torch.autograd.Function):

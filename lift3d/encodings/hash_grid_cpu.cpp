@@ -86,25 +86,12 @@ inline void locate(const scalar_t* x, const Level& lv, Cell<scalar_t>& cell) {
   }
 }
 
+// The trilinear weights of the 8 corners: w_c = factor_x(c) factor_y(c) factor_z(c), with factor
+// frac on the corner's upper side and 1 - frac on its lower side.
 template <typename scalar_t>
-inline scalar_t factor(const Cell<scalar_t>& cell, int c, int d) {
-  return ((c >> d) & 1) ? cell.frac[d] : cell.lo[d];
-}
-
-template <typename scalar_t>
-inline scalar_t sign(int c, int d) {
-  return ((c >> d) & 1) ? scalar_t(1) : scalar_t(-1);
-}
-
-template <typename scalar_t>
-inline scalar_t weight(const Cell<scalar_t>& cell, int c) {
-  return factor(cell, c, 0) * factor(cell, c, 1) * factor(cell, c, 2);
-}
-
-// d w_c / d frac_d
-template <typename scalar_t>
-inline scalar_t weight_derivative(const Cell<scalar_t>& cell, int c, int d) {
-  return sign<scalar_t>(c, d) * factor(cell, c, (d + 1) % 3) * factor(cell, c, (d + 2) % 3);
+inline void corner_weights(const Cell<scalar_t>& cell, scalar_t* w) {
+  const scalar_t ax[2] = {cell.lo[0], cell.frac[0]}, ay[2] = {cell.lo[1], cell.frac[1]}, az[2] = {cell.lo[2], cell.frac[2]};
+  for (int c = 0; c < 8; ++c) w[c] = ax[c & 1] * ay[(c >> 1) & 1] * az[(c >> 2) & 1];
 }
 
 template <typename scalar_t>
@@ -122,12 +109,30 @@ inline void trilinear_gradient(const scalar_t* v, const Cell<scalar_t>& cell, sc
   out[2] = lerp(lerp(v[4] - v[0], v[5] - v[1], fx), lerp(v[6] - v[2], v[7] - v[3], fx), fy);
 }
 
-// (res - 1) * sum_d u_d dw_c/dfrac_d: how corner c's weight moves along the direction u.
+// s_c = (res - 1) * sum_d u_d dw_c/dfrac_d for all 8 corners: how each corner's weight moves
+// along the direction u. dw_c/dfrac_x = sign_x(c) * factor_y(c) * factor_z(c), and so on.
 template <typename scalar_t>
-inline scalar_t directional_weight(const Cell<scalar_t>& cell, int c, const scalar_t* u, scalar_t scale) {
-  scalar_t s = 0;
-  for (int d = 0; d < 3; ++d) s += u[d] * weight_derivative(cell, c, d);
-  return s * scale;
+inline void directional_weights(const Cell<scalar_t>& cell, const scalar_t* u, scalar_t scale, scalar_t* s) {
+  const scalar_t ax[2] = {cell.lo[0], cell.frac[0]}, ay[2] = {cell.lo[1], cell.frac[1]}, az[2] = {cell.lo[2], cell.frac[2]};
+  const scalar_t ux[2] = {-u[0] * scale, u[0] * scale}, uy[2] = {-u[1] * scale, u[1] * scale}, uz[2] = {-u[2] * scale, u[2] * scale};
+  for (int c = 0; c < 8; ++c) {
+    const int bx = c & 1, by = (c >> 1) & 1, bz = (c >> 2) & 1;
+    s[c] = ux[bx] * ay[by] * az[bz] + uy[by] * ax[bx] * az[bz] + uz[bz] * ax[bx] * ay[by];
+  }
+}
+
+// H u for the Hessian H (in frac) of the trilinear interpolant of corner values v: its diagonal is
+// 0, and the mixed derivative of two axes is the double difference across them, interpolated
+// along the third.
+template <typename scalar_t>
+inline void trilinear_hessian_times(const scalar_t* v, const Cell<scalar_t>& cell, const scalar_t* u, scalar_t* out) {
+  const scalar_t fx = cell.frac[0], fy = cell.frac[1], fz = cell.frac[2];
+  const scalar_t hxy = lerp(v[3] - v[2] - v[1] + v[0], v[7] - v[6] - v[5] + v[4], fz);
+  const scalar_t hxz = lerp(v[5] - v[4] - v[1] + v[0], v[7] - v[6] - v[3] + v[2], fy);
+  const scalar_t hyz = lerp(v[6] - v[4] - v[2] + v[0], v[7] - v[5] - v[3] + v[1], fx);
+  out[0] = hxy * u[1] + hxz * u[2];
+  out[1] = hxy * u[0] + hyz * u[2];
+  out[2] = hxz * u[0] + hyz * u[1];
 }
 
 constexpr int64_t kPointGrain = 512;
@@ -181,11 +186,12 @@ torch::Tensor forward(torch::Tensor x, torch::Tensor table, torch::Tensor levels
       at::parallel_for(0, n, kPointGrain, [&](int64_t begin, int64_t end) {
         for (int64_t l = 0; l < nl; ++l) {
           for_each_cell(xp, tp, F, lv[l], begin, end, [&](int64_t i, const Cell<scalar_t>& cell) {
+            scalar_t w[8];
+            corner_weights(cell, w);
             scalar_t acc[F] = {};
             for (int c = 0; c < 8; ++c) {
-              const scalar_t w = weight(cell, c);
               const scalar_t* row = tp + cell.row[c] * F;
-              for (int64_t k = 0; k < F; ++k) acc[k] += w * row[k];
+              for (int64_t k = 0; k < F; ++k) acc[k] += w[c] * row[k];
             }
             scalar_t* o = op + i * nl * F + l * F;
             for (int64_t k = 0; k < F; ++k) o[k] = acc[k];
@@ -215,10 +221,11 @@ torch::Tensor backward_table(torch::Tensor x, torch::Tensor grad_out, int64_t ta
           for_each_cell(xp, static_cast<const scalar_t*>(tp), F, lv[l], 0, n, [&](int64_t i, const Cell<scalar_t>& cell) {
             scalar_t g[F];
             for (int64_t k = 0; k < F; ++k) g[k] = gp[i * nl * F + l * F + k];
+            scalar_t w[8];
+            corner_weights(cell, w);
             for (int c = 0; c < 8; ++c) {
-              const scalar_t w = weight(cell, c);
               scalar_t* row = tp + cell.row[c] * F;
-              for (int64_t k = 0; k < F; ++k) row[k] += w * g[k];
+              for (int64_t k = 0; k < F; ++k) row[k] += w[c] * g[k];
             }
           });
         }
@@ -299,29 +306,24 @@ std::vector<torch::Tensor> input_grad_backward(torch::Tensor x, torch::Tensor ta
               scalar_t g[F];
               for (int64_t k = 0; k < F; ++k) g[k] = gp[i * nl * F + l * F + k];
               const scalar_t u[3] = {ggp[3 * i], ggp[3 * i + 1], ggp[3 * i + 2]};
+              scalar_t sw[8];
+              if (ggop) directional_weights(cell, u, scale, sw);
               scalar_t out_acc[F] = {};
-              scalar_t acc[3] = {0, 0, 0};
+              scalar_t dfeat[8];
               for (int c = 0; c < 8; ++c) {
                 const scalar_t* row = tp + cell.row[c] * F;
-                if (ggop) {
-                  const scalar_t s = directional_weight(cell, c, u, scale);
-                  for (int64_t k = 0; k < F; ++k) out_acc[k] += s * row[k];
-                }
+                if (ggop) for (int64_t k = 0; k < F; ++k) out_acc[k] += sw[c] * row[k];
                 if (gxp) {
-                  scalar_t dfeat = 0;
-                  for (int64_t k = 0; k < F; ++k) dfeat += row[k] * g[k];
-                  // d2 w_c / dfrac_d dfrac_e: sign_d sign_e times the third factor for d != e, 0 for d == e
-                  for (int e = 0; e < 3; ++e) {
-                    scalar_t s = 0;
-                    for (int d = 0; d < 3; ++d) {
-                      if (d != e) s += u[d] * sign<scalar_t>(c, d) * sign<scalar_t>(c, e) * factor(cell, c, 3 - d - e);
-                    }
-                    acc[e] += dfeat * s;
-                  }
+                  dfeat[c] = 0;
+                  for (int64_t k = 0; k < F; ++k) dfeat[c] += row[k] * g[k];
                 }
               }
               if (ggop) for (int64_t k = 0; k < F; ++k) ggop[i * nl * F + l * F + k] = out_acc[k];
-              if (gxp) for (int e = 0; e < 3; ++e) gxp[3 * i + e] += acc[e] * scale * scale;
+              if (gxp) {
+                scalar_t hu[3];
+                trilinear_hessian_times(dfeat, cell, u, hu);
+                for (int e = 0; e < 3; ++e) gxp[3 * i + e] += hu[e] * scale * scale;
+              }
             });
           }
         });
@@ -335,10 +337,11 @@ std::vector<torch::Tensor> input_grad_backward(torch::Tensor x, torch::Tensor ta
               scalar_t g[F];
               for (int64_t k = 0; k < F; ++k) g[k] = gp[i * nl * F + l * F + k];
               const scalar_t u[3] = {ggp[3 * i], ggp[3 * i + 1], ggp[3 * i + 2]};
+              scalar_t sw[8];
+              directional_weights(cell, u, scale, sw);
               for (int c = 0; c < 8; ++c) {
-                const scalar_t s = directional_weight(cell, c, u, scale);
                 scalar_t* row = gtp + cell.row[c] * F;
-                for (int64_t k = 0; k < F; ++k) row[k] += s * g[k];
+                for (int64_t k = 0; k < F; ++k) row[k] += sw[c] * g[k];
               }
             });
           }

@@ -113,8 +113,8 @@ class ImplicitVolume(BaseImplicitGeometry):
             return F.softplus(raw)
         return F.relu(raw)
 
-    def _raw(self, points: Tensor) -> tuple[Tensor, Tensor]:
-        enc = self.encoding(self.contract(points))
+    def _raw(self, points: Tensor, normals_only_input: bool = False) -> tuple[Tensor, Tensor]:
+        enc = self.encoding(self.contract(points), normals_only_input=normals_only_input)
         raw_density = self.density_network(enc)[:, 0] + self.density_bias(points)
         return raw_density, enc
 
@@ -131,7 +131,7 @@ class ImplicitVolume(BaseImplicitGeometry):
         with torch.enable_grad() if need_grad else contextlib.nullcontext():
             if need_grad:
                 points = points.detach().requires_grad_(True)
-            raw, enc = self._raw(points)
+            raw, enc = self._raw(points, normals_only_input=need_grad)  # the leaf made above serves only the normals
             density = self._activate_density(raw)
             feats = self.feature_network(enc)
             if self.cfg.feature_activation == "sigmoid":

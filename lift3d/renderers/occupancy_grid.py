@@ -25,13 +25,15 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("density", torch.full((resolution,) * 3, float("inf")))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self._occupied: Tensor | None = None
+        self._box: tuple | None = None  # occupied_box(), () when no cell is occupied
         self.register_load_state_dict_pre_hook(lambda *args, **kwargs: self._invalidate())
 
     def _invalidate(self) -> None:
         self._occupied = None
+        self._box = None
 
     def _apply(self, fn, recurse=True):
-        self._occupied = None
+        self._invalidate()
         return super()._apply(fn, recurse)
 
     @property
@@ -46,6 +48,20 @@ class OccupancyGrid(nn.Module):
             core = (self.density >= self.effective_threshold()).float()[None, None]
             self._occupied = torch.nn.functional.max_pool3d(core, 3, stride=1, padding=1)[0, 0] > 0
         return self._occupied
+
+    def occupied_box(self) -> tuple[Tensor, Tensor] | None:
+        """World-space corners ``(lo, hi)`` of the box around the occupied cells; ``None`` when no
+        cell is occupied. Rays are only sampled inside it."""
+        if self._box is None:
+            cells = self.occupied.nonzero()
+            if cells.numel() == 0:
+                self._box = ()
+            else:
+                size = 2 * self.radius / self.resolution
+                lo = cells.amin(dim=0).to(self.density.dtype) * size - self.radius
+                hi = (cells.amax(dim=0) + 1).to(self.density.dtype) * size - self.radius
+                self._box = (lo, hi)
+        return self._box or None
 
     def effective_threshold(self) -> float:
         """``min(threshold, mean cell density)``; before the first update every cell is occupied."""
@@ -71,4 +87,4 @@ class OccupancyGrid(nn.Module):
         old = torch.where(torch.isinf(self.density), torch.zeros_like(new), self.density)
         self.density.copy_(torch.maximum(old * self.decay, new))
         self.updates += 1
-        self._occupied = None
+        self._invalidate()

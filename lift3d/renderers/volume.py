@@ -23,9 +23,15 @@ from lift3d.renderers.occupancy_grid import OccupancyGrid
 
 def ray_box_intersect(rays_o: Tensor, rays_d: Tensor, radius: float) -> tuple[Tensor, Tensor, Tensor]:
     """Entry and exit distance of rays with the box [-radius, radius]^3, and whether they hit it."""
+    return ray_aabb_intersect(rays_o, rays_d, -radius, radius)
+
+
+def ray_aabb_intersect(rays_o: Tensor, rays_d: Tensor, lo, hi) -> tuple[Tensor, Tensor, Tensor]:
+    """Entry and exit distance (entry clamped at 0) of rays with the box [lo, hi] (numbers or (3,)
+    tensors), and whether they hit it."""
     inv = 1.0 / torch.where(rays_d.abs() < 1e-9, torch.full_like(rays_d, 1e-9), rays_d)
-    t0 = (-radius - rays_o) * inv
-    t1 = (radius - rays_o) * inv
+    t0 = (lo - rays_o) * inv
+    t1 = (hi - rays_o) * inv
     near = torch.minimum(t0, t1).amax(dim=-1).clamp(min=0)
     far = torch.maximum(t0, t1).amin(dim=-1)
     return near, far, far > near
@@ -65,6 +71,10 @@ class NeRFVolumeRenderer(BaseRenderer):
         not evaluated with gradients and normals (a density-only pass without gradients finds
         them; their share of a pixel is below ``early_stop_eps``). 0: off. Pays when a ray crosses
         many occupied samples of an opaque object (fine sampling, cameras close to the object)."""
+        early_stop_probe_every: int = 8
+        """The density-only pass costs about a third of a forward pass and saves nothing while the
+        object is not yet opaque (a fresh blob): when it drops under 10 % of the samples, the next
+        ``early_stop_probe_every - 1`` renders skip it and the one after probes again. 1: every render."""
 
     def __init__(self, cfg: Config, geometry, material, background) -> None:
         super().__init__(cfg, geometry, material, background)
@@ -72,6 +82,7 @@ class NeRFVolumeRenderer(BaseRenderer):
         nominal_step = 2 * radius / cfg.num_samples_per_ray
         density_threshold = -math.log(1 - cfg.grid_alpha_threshold) / nominal_step
         self.occupancy = OccupancyGrid(radius, cfg.grid_resolution, density_threshold, cfg.grid_ema_decay)
+        self._early_stop_skips = 0  # renders left that skip the density-only pass (it did not pay)
         if cfg.compositing == "nerfacc":
             try:
                 import nerfacc  # noqa: F401
@@ -123,45 +134,72 @@ class NeRFVolumeRenderer(BaseRenderer):
             sample_weights=out["weights"],
         )
 
+    def _sample_range(self, rays_o: Tensor, rays_d: Tensor, near: Tensor, span: Tensor, hit: Tensor, n_s: int) -> tuple[Tensor, Tensor]:
+        """Per ray the first and one-past-last sample index to make: all samples of a ray that hits
+        the scene box, or with the occupancy grid those inside the box of its occupied cells."""
+        zero = torch.zeros_like(near, dtype=torch.long)
+        if self.cfg.estimator != "occgrid":
+            return zero, torch.where(hit, n_s, 0)
+        box = self.occupancy.occupied_box()
+        if box is None:
+            return zero, zero
+        b_near, b_far, b_hit = ray_aabb_intersect(rays_o, rays_d, *box)
+        live = hit & b_hit
+        safe = torch.where(live, span, torch.ones_like(span))
+        k_lo = ((b_near - near) / safe * n_s).floor().clamp(0, n_s).long()
+        k_hi = ((b_far - near) / safe * n_s).ceil().clamp(0, n_s).long()
+        return torch.where(live, k_lo, zero), torch.where(live, torch.maximum(k_hi, k_lo), zero)
+
     @torch.no_grad()
-    def _drop_occluded(self, sel: Tensor, pts: Tensor, n_rays: int, n_s: int, deltas: Tensor) -> tuple[Tensor, Tensor]:
-        """Keep the samples whose transmittance (from a density-only pass) is above ``early_stop_eps``."""
+    def _visible(self, sel: Tensor, pts: Tensor, n_rays: int, n_s: int, deltas: Tensor) -> Tensor:
+        """Which samples have a transmittance (from a density-only pass) above ``early_stop_eps``."""
         density = torch.zeros(n_rays * n_s, dtype=pts.dtype, device=pts.device)
         density[sel] = self.geometry.forward_density(pts)
         trans = _exclusive_transmittance(density.reshape(n_rays, n_s), deltas).reshape(-1)
-        keep = trans[sel] > self.cfg.early_stop_eps
-        return sel[keep], pts[keep]
+        return trans[sel] > self.cfg.early_stop_eps
 
     def _render_rays(self, rays_o: Tensor, rays_d: Tensor, light: Tensor, need_normal: bool) -> dict:
         n_rays, n_s = rays_o.shape[0], self.cfg.num_samples_per_ray
         near, far, hit = ray_box_intersect(rays_o, rays_d, self.geometry.radius)
         far = torch.where(hit, far, near)
-        u = torch.arange(n_s, dtype=rays_o.dtype, device=rays_o.device)[None].expand(n_rays, n_s)
-        jitter = torch.rand(n_rays, n_s, device=rays_o.device) if (self.training and self.cfg.randomized) else 0.5
-        span = (far - near)[:, None]
-        t_starts = near[:, None] + span * u / n_s
-        t_ends = t_starts + span / n_s
-        t_mid = near[:, None] + span * (u + jitter) / n_s
-        points = rays_o[:, None, :] + t_mid[..., None] * rays_d[:, None, :]
-        valid = hit[:, None].expand(n_rays, n_s)
+        span = far - near
+        # sample k of a ray lies in [near + span k / n_s, near + span (k + 1) / n_s); only the
+        # samples [k_lo, k_hi) that can lie in an occupied cell are made at all
+        k_lo, k_hi = self._sample_range(rays_o, rays_d, near, span, hit, n_s)
+        counts = k_hi - k_lo
+        ray_idx = torch.repeat_interleave(torch.arange(n_rays, device=rays_o.device), counts)
+        first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts - k_lo, counts)
+        k = torch.arange(ray_idx.numel(), device=rays_o.device) - first
+        jitter = torch.rand(k.shape, device=rays_o.device) if (self.training and self.cfg.randomized) else 0.5
+        t_cand = near[ray_idx] + span[ray_idx] * (k + jitter) / n_s
+        points = rays_o[ray_idx] + t_cand[:, None] * rays_d[ray_idx]
         if self.cfg.estimator == "occgrid":
-            valid = valid & self.occupancy.query(points.reshape(-1, 3)).reshape(n_rays, n_s)
-        flat_valid = valid.reshape(-1)
-        sel = flat_valid.nonzero(as_tuple=True)[0]
-        pts = points.reshape(-1, 3)[sel]
+            occupied = self.occupancy.query(points)
+            ray_idx, k, t_cand, points = ray_idx[occupied], k[occupied], t_cand[occupied], points[occupied]
+        sel = ray_idx * n_s + k
+        pts = points
+        u = torch.arange(n_s, dtype=rays_o.dtype, device=rays_o.device)[None]
+        t_starts = near[:, None] + span[:, None] * u / n_s
+        t_ends = t_starts + span[:, None] / n_s
         if self.cfg.early_stop_eps > 0 and sel.numel():
-            sel, pts = self._drop_occluded(sel, pts, n_rays, n_s, t_ends - t_starts)
+            if self._early_stop_skips > 0:
+                self._early_stop_skips -= 1
+            else:
+                before = sel.numel()
+                keep = self._visible(sel, pts, n_rays, n_s, t_ends - t_starts)
+                sel, pts, t_cand = sel[keep], pts[keep], t_cand[keep]
+                if sel.numel() > 0.9 * before:
+                    self._early_stop_skips = max(self.cfg.early_stop_probe_every, 1) - 1
         geo = self.geometry(pts, with_normal=need_normal)
         density = torch.zeros(n_rays * n_s, dtype=rays_o.dtype, device=rays_o.device)
         density = density.index_put((sel,), geo.density).reshape(n_rays, n_s)
         weights = self._weights(density, t_starts, t_ends)
         w_sel = weights.reshape(-1)[sel]
-        light_s = light[:, None, :].expand(n_rays, n_s, 3).reshape(-1, 3)[sel]
-        colour = self.material(geo.features, geo.normal, pts, light_s)
         rays_of_sel = sel // n_s
+        colour = self.material(geo.features, geo.normal, pts, light[rays_of_sel])
         rgb = torch.zeros(n_rays, colour.shape[-1], dtype=rays_o.dtype, device=rays_o.device).index_add(0, rays_of_sel, w_sel[:, None] * colour)
         opacity = weights.sum(dim=1)
-        depth = (weights * t_mid).sum(dim=1)
+        depth = torch.zeros(n_rays, dtype=rays_o.dtype, device=rays_o.device).index_add(0, rays_of_sel, w_sel * t_cand)
         normal = orient = None
         if geo.normal is not None:
             normal = torch.zeros(n_rays, 3, dtype=rays_o.dtype, device=rays_o.device).index_add(0, rays_of_sel, w_sel[:, None] * geo.normal)
