@@ -165,13 +165,13 @@ def bench_prior_guidance(repeats: int = 30) -> dict:
     from lift3d.guidance.view_prior import load_view_prior
     from lift3d.priors import BUNDLED
 
-    text = load_frozen_prior(BUNDLED["text"])
+    text = load_frozen_prior(BUNDLED["text"]).to(torch.device("cpu"))  # channels-last, as guidance moves it
     size, ch = text.sample_size, text.in_channels
     ctx = torch.randn(2, 10, text.unet.config.cross_attention_dim)
 
     def text_eval():
         with torch.no_grad():
-            text.unet(torch.randn(2, ch, size, size), torch.tensor([500, 500]), encoder_hidden_states=ctx)
+            text.denoise(torch.randn(2, ch, size, size), torch.tensor([500, 500]), ctx)  # as guidance calls it
 
     view = load_view_prior(BUNDLED["view"])
     x = torch.randn(1, 3, view.image_size, view.image_size)

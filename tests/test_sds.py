@@ -36,7 +36,7 @@ def test_pixel_prior_gradient_equals_weighted_noise_residual(pixel_prior, weight
     noisy = a.sqrt() * x + (1 - a).sqrt() * noise
     cond, uncond = emb.for_cameras(batch.elevation, batch.azimuth)
     with torch.no_grad():
-        eps = guidance.prior.unet(torch.cat([noisy, noisy]), torch.cat([t, t]), encoder_hidden_states=torch.cat([cond, uncond])).sample
+        eps = guidance.prior.denoise(torch.cat([noisy, noisy]), torch.cat([t, t]), torch.cat([cond, uncond]))
     eps = eps[:, :3]  # learned-variance UNet: the first half is the noise
     eps_c, eps_u = eps.chunk(2)
     eps_hat = eps_u + 7.5 * (eps_c - eps_u)
@@ -173,7 +173,7 @@ def test_v_and_x0_prediction_priors_give_the_epsilon_gradient(pixel_prior, tmp_p
     noisy = a.sqrt() * x + (1 - a).sqrt() * noise
     cond, uncond = emb.for_cameras(batch.elevation, batch.azimuth)
     with torch.no_grad():
-        out = guidance.prior.unet(torch.cat([noisy, noisy]), torch.cat([t, t]), encoder_hidden_states=torch.cat([cond, uncond])).sample[:, :3]
+        out = guidance.prior.denoise(torch.cat([noisy, noisy]), torch.cat([t, t]), torch.cat([cond, uncond]))[:, :3]
     out_c, out_u = out.chunk(2)
     if prediction_type == "v_prediction":
         eps_c, eps_u = (a.sqrt() * v + (1 - a).sqrt() * noisy for v in (out_c, out_u))

@@ -27,7 +27,7 @@ def cfg_eps(guidance, emb, batch, x_in, t, scale):
     """eps_uncond + scale (eps_cond - eps_uncond), straight from the UNet."""
     cond, uncond = emb.for_cameras(batch.elevation, batch.azimuth)
     with torch.no_grad():
-        eps = guidance.prior.unet(torch.cat([x_in, x_in]), torch.cat([t, t]), encoder_hidden_states=torch.cat([cond, uncond])).sample
+        eps = guidance.prior.denoise(torch.cat([x_in, x_in]), torch.cat([t, t]), torch.cat([cond, uncond]))
     eps = eps[:, : x_in.shape[1]]
     eps_c, eps_u = eps.chunk(2)
     return eps_u + scale * (eps_c - eps_u)

@@ -172,7 +172,9 @@ def test_shared_and_copied_unet_give_the_same_guidance(pixel_prior):
         assert tuned == (layout == "shared")
         assert guidance.prior.unet.class_embedding is None  # the camera MLP is attached only during LoRA calls
     for name in ("vsd", "lora"):
-        torch.testing.assert_close(results[0][name], results[1][name])
+        # with a copy the prior's own UNet has no adapters and runs as a frozen trace, whose fused
+        # convolutions round differently (TracedUNet; about 1e-5 relative)
+        torch.testing.assert_close(results[0][name], results[1][name], rtol=1e-4, atol=1e-6)
 
 
 def test_lora_target_modules_that_match_nothing_are_a_config_error(pixel_prior):

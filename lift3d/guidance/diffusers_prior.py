@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from lift3d.errors import PriorError
 from lift3d.guidance.noise_prediction import check_prediction_type
+from lift3d.guidance.traced_unet import TracedUNet
 
 
 @dataclass
@@ -24,6 +26,14 @@ class FrozenPrior:
     """What the UNet predicts (scheduler config): ``epsilon``, ``v_prediction`` or ``sample``."""
     dtype: torch.dtype = torch.float32
     """The networks' dtype (set by :meth:`to`; diffusers' ``unet.dtype`` walks every module per call)."""
+    _traced: TracedUNet | None = field(default=None, init=False, repr=False)
+
+    def denoise(self, sample: Tensor, t: Tensor, context: Tensor) -> Tensor:
+        """The UNet's raw output (what :attr:`prediction_type` says), through
+        :class:`~lift3d.guidance.traced_unet.TracedUNet` (faster frozen calls on a CPU)."""
+        if self._traced is None:
+            self._traced = TracedUNet(self.unet)
+        return self._traced(sample, t, context)
 
     @property
     def is_latent(self) -> bool:
@@ -55,6 +65,8 @@ class FrozenPrior:
             self.vae.to(device, dtype)
         self.alphas_cumprod = self.alphas_cumprod.to(device)
         self.dtype = dtype
+        if self._traced is not None:
+            self._traced.reset()
         return self
 
 

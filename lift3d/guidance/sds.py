@@ -131,10 +131,9 @@ class DiffusersSDSGuidance(BaseGuidance):
 
     def predict_noise(self, noisy: Tensor, t: Tensor, cond: Tensor, uncond: Tensor) -> Tensor:
         """Classifier-free-guided noise prediction (ε, whatever the prior predicts)."""
-        unet = self.prior.unet
         inp = torch.cat([noisy, noisy]).to(self.prior.dtype)
         emb = torch.cat([cond, uncond]).to(self.prior.dtype)
-        out = unet(inp, torch.cat([t, t]), encoder_hidden_states=emb).sample.float()
+        out = self.prior.denoise(inp, torch.cat([t, t]), emb).float()
         if out.shape[1] == 2 * noisy.shape[1]:  # learned variance (DeepFloyd IF): keep the prediction half
             out = out[:, : noisy.shape[1]]
         a = self.prior.alphas_cumprod[torch.cat([t, t])].view(-1, 1, 1, 1)

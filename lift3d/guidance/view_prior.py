@@ -8,7 +8,7 @@ same layout (``vae/`` present): ``unet/``, ``image_encoder/``, ``cc_projection/`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,6 +18,7 @@ from torch import Tensor
 
 from lift3d.errors import PriorError
 from lift3d.guidance.noise_prediction import check_prediction_type, to_epsilon
+from lift3d.guidance.traced_unet import TracedUNet
 from lift3d.priors.view_prior.model import CCProjection, clip_normalize
 
 REQUIRED = ("unet", "image_encoder", "cc_projection", "scheduler")
@@ -34,6 +35,18 @@ class ViewPrior:
     alphas_cumprod: Tensor
     vae: torch.nn.Module | None = None
     path: Path | None = None
+    _traced: TracedUNet | None = field(default=None, init=False, repr=False)
+
+    def denoise(self, sample: Tensor, t: Tensor, context: Tensor) -> Tensor:
+        """The UNet's raw output, through :class:`~lift3d.guidance.traced_unet.TracedUNet`."""
+        if self._traced is None:
+            self._traced = TracedUNet(self.unet)
+        return self._traced(sample, t, context)
+
+    def reset_traces(self) -> None:
+        """Drop the UNet's traces (after moving it to another device or dtype)."""
+        if self._traced is not None:
+            self._traced.reset()
 
     @property
     def is_latent(self) -> bool:
@@ -107,7 +120,7 @@ class ViewPrior:
         uncond_concat = concat if self.unconditional_keeps_reference else torch.zeros_like(concat)
         sample = torch.cat([torch.cat([x_t, concat], 1), torch.cat([x_t, uncond_concat], 1)])
         ctx = torch.cat([context, torch.zeros_like(context)])
-        out = self.unet(sample, torch.cat([t, t]), encoder_hidden_states=ctx).sample
+        out = self.denoise(sample, torch.cat([t, t]), ctx)
         a = self.alphas_cumprod.to(out.device)[torch.cat([t, t])].view(-1, 1, 1, 1)
         eps = to_epsilon(out, torch.cat([x_t, x_t]), a, self.prediction_type)
         cond, uncond = eps.chunk(2)
@@ -117,7 +130,7 @@ class ViewPrior:
         self, x_t: Float[Tensor, "B C h w"], t: Int[Tensor, "B"], context: Float[Tensor, "B 1 D"], concat: Float[Tensor, "B C h w"]
     ) -> Float[Tensor, "B C h w"]:
         """ε of the conditional branch alone."""
-        out = self.unet(torch.cat([x_t, concat], 1), t, encoder_hidden_states=context).sample
+        out = self.denoise(torch.cat([x_t, concat], 1), t, context)
         a = self.alphas_cumprod.to(out.device)[t].view(-1, 1, 1, 1)
         return to_epsilon(out, x_t, a, self.prediction_type)
 
