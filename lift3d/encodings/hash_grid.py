@@ -31,6 +31,8 @@ import torch.nn as nn
 from jaxtyping import Float
 from torch import Tensor
 
+from lift3d.encodings import hash_grid_cpp
+
 PRIMES = (1, 2654435761, 805459861)
 
 _input_grad_only = threading.local()
@@ -281,7 +283,7 @@ class HashGridEncoding(nn.Module):
         self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]
         table = torch.empty(sum(sizes), cfg.n_features_per_level).uniform_(-cfg.init_scale, cfg.init_scale)
         self.table = nn.Parameter(table)
-        self._levels: Tensor | None = None  # the C++ kernels' level rows, made on first use
+        self._levels = hash_grid_cpp.levels_tensor(self.layout, self.offsets) if self.backend == "cpp" else None
 
     @staticmethod
     def _choose_backend(choice: str, n_features: int = 2) -> str:
@@ -291,13 +293,11 @@ class HashGridEncoding(nn.Module):
         if choice == "torch":
             return "torch"
         if choice == "cpp":
-            from lift3d.encodings.hash_grid_cpp import CPP_FEATURE_COUNTS, load_kernels, unavailable_reason
-
-            if n_features not in CPP_FEATURE_COUNTS:
-                raise ConfigError(f"hash grid implementation 'cpp' takes n_features_per_level in {CPP_FEATURE_COUNTS}, "
+            if n_features not in hash_grid_cpp.CPP_FEATURE_COUNTS:
+                raise ConfigError(f"hash grid implementation 'cpp' takes n_features_per_level in {hash_grid_cpp.CPP_FEATURE_COUNTS}, "
                                   f"not {n_features}; choose one of those, or set implementation=torch")
-            if load_kernels() is None:
-                raise ConfigError(f"hash grid implementation 'cpp' is unavailable: {unavailable_reason()}; "
+            if hash_grid_cpp.load_kernels() is None:
+                raise ConfigError(f"hash grid implementation 'cpp' is unavailable: {hash_grid_cpp.unavailable_reason()}; "
                                   "fix that, or set implementation=torch (or auto)")
             return "cpp"
         from lift3d.runtime import run_on_cuda
@@ -316,9 +316,7 @@ class HashGridEncoding(nn.Module):
                               "install tinycudann and run on a GPU, or set implementation=torch")
         if available:
             return "tcnn"
-        from lift3d.encodings.hash_grid_cpp import CPP_FEATURE_COUNTS
-
-        if on_cuda or n_features not in CPP_FEATURE_COUNTS:
+        if on_cuda or n_features not in hash_grid_cpp.CPP_FEATURE_COUNTS:
             return "torch"
         return "cpp" if _cpp_kernels_or_warn() else "torch"
 
@@ -329,25 +327,17 @@ class HashGridEncoding(nn.Module):
             return self._tcnn(x).float()
         x = x.clamp(0.0, 1.0)
         if self.backend == "cpp" and x.device.type == "cpu":
-            from lift3d.encodings.hash_grid_cpp import CppHashGridFunction
-
-            if self._levels is None:
-                from lift3d.encodings.hash_grid_cpp import levels_tensor
-
-                self._levels = levels_tensor(self.layout, self.offsets)
-            return CppHashGridFunction.apply(x, self.table, self._levels, normals_only_input)
+            return hash_grid_cpp.CppHashGridFunction.apply(x, self.table, self._levels, normals_only_input)
         return _HashGridFunction.apply(x, self.table, self.layout, self.offsets)
 
 
 def _cpp_kernels_or_warn() -> bool:
     """Whether the C++ kernels load; the first time they do not, a warning says why."""
-    from lift3d.encodings.hash_grid_cpp import load_kernels, unavailable_reason
-
-    if load_kernels() is not None:
+    if hash_grid_cpp.load_kernels() is not None:
         return True
     if not _warned_cpp:
         _warned_cpp.append(True)
-        warnings.warn(f"lift3d: the hash grid's C++ kernels are unavailable ({unavailable_reason()}); "
+        warnings.warn(f"lift3d: the hash grid's C++ kernels are unavailable ({hash_grid_cpp.unavailable_reason()}); "
                       "using the slower PyTorch reference", stacklevel=3)
     return False
 

@@ -172,12 +172,11 @@ class NeRFVolumeRenderer(BaseRenderer):
         k = torch.arange(ray_idx.numel(), device=rays_o.device) - first
         jitter = torch.rand(k.shape, device=rays_o.device) if (self.training and self.cfg.randomized) else 0.5
         t_cand = near[ray_idx] + span[ray_idx] * (k + jitter) / n_s
-        points = rays_o[ray_idx] + t_cand[:, None] * rays_d[ray_idx]
+        pts = rays_o[ray_idx] + t_cand[:, None] * rays_d[ray_idx]
         if self.cfg.estimator == "occgrid":
-            occupied = self.occupancy.query(points)
-            ray_idx, k, t_cand, points = ray_idx[occupied], k[occupied], t_cand[occupied], points[occupied]
+            occupied = self.occupancy.query(pts)
+            ray_idx, k, t_cand, pts = ray_idx[occupied], k[occupied], t_cand[occupied], pts[occupied]
         sel = ray_idx * n_s + k
-        pts = points
         u = torch.arange(n_s, dtype=rays_o.dtype, device=rays_o.device)[None]
         t_starts = near[:, None] + span[:, None] * u / n_s
         t_ends = t_starts + span[:, None] / n_s
