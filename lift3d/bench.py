@@ -173,7 +173,7 @@ def bench_prior_guidance(repeats: int = 30) -> dict:
         with torch.no_grad():
             text.denoise(torch.randn(2, ch, size, size), torch.tensor([500, 500]), ctx)  # as guidance calls it
 
-    view = load_view_prior(BUNDLED["view"])
+    view = load_view_prior(BUNDLED["view"]).to(torch.device("cpu"))  # as guidance places it
     x = torch.randn(1, 3, view.image_size, view.image_size)
     context, concat = view.conditioning(x.clamp(0, 1), torch.zeros(1, 4))
 

@@ -64,3 +64,22 @@ def test_a_failing_trace_falls_back_to_the_eager_unet_with_a_warning(prior, monk
         out = traced(x, t, ctx)
     torch.testing.assert_close(out, prior.unet(x, t, encoder_hidden_states=ctx).sample)
     assert "unsupported op" in traced.disabled
+
+
+def test_both_priors_place_their_unet_channels_last_on_a_cpu_and_drop_old_traces():
+    from lift3d.guidance.view_prior import load_view_prior
+
+    for loaded in (load_frozen_prior(BUNDLED["text"]), load_view_prior(BUNDLED["view"])):
+        unet = loaded.unet
+        unet.to(memory_format=torch.contiguous_format)
+        conv = unet.conv_in.weight
+        assert not conv.is_contiguous(memory_format=torch.channels_last)
+        size, ch = unet.config.sample_size, unet.config.in_channels
+        x, t, ctx = torch.randn(2, ch, size, size), torch.tensor([300, 700]), torch.randn(2, 1, unet.config.cross_attention_dim)
+        with torch.no_grad():
+            before = loaded.denoise(x, t, ctx)
+            assert len(loaded._traced._traces) == 1
+            loaded.to(torch.device("cpu"))
+            assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+            assert len(loaded._traced._traces) == 0  # a trace made for the old layout is not reused
+            torch.testing.assert_close(loaded.denoise(x, t, ctx), before, rtol=1e-4, atol=1e-4)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from lift3d.errors import PriorError
 from lift3d.guidance.noise_prediction import check_prediction_type
-from lift3d.guidance.traced_unet import TracedUNet
+from lift3d.guidance.traced_unet import TracedDenoiser
 
 
 @dataclass
-class FrozenPrior:
+class FrozenPrior(TracedDenoiser):
     """The frozen networks of a prior; kept outside ``nn.Module`` so checkpoints never hold them."""
 
     unet: torch.nn.Module
@@ -26,14 +25,6 @@ class FrozenPrior:
     """What the UNet predicts (scheduler config): ``epsilon``, ``v_prediction`` or ``sample``."""
     dtype: torch.dtype = torch.float32
     """The networks' dtype (set by :meth:`to`; diffusers' ``unet.dtype`` walks every module per call)."""
-    _traced: TracedUNet | None = field(default=None, init=False, repr=False)
-
-    def denoise(self, sample: Tensor, t: Tensor, context: Tensor) -> Tensor:
-        """The UNet's raw output (what :attr:`prediction_type` says), through
-        :class:`~lift3d.guidance.traced_unet.TracedUNet` (faster frozen calls on a CPU)."""
-        if self._traced is None:
-            self._traced = TracedUNet(self.unet)
-        return self._traced(sample, t, context)
 
     @property
     def is_latent(self) -> bool:
@@ -58,15 +49,11 @@ class FrozenPrior:
     def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "FrozenPrior":
         if next(self.unet.parameters()).dtype != dtype:  # a dtype argument makes diffusers warn, even a no-op one
             self.unet.to(dtype=dtype)
-        self.unet.to(device)
-        if torch.device(device).type == "cpu":  # channels-last convolutions: ~13 % faster UNet calls on a CPU
-            self.unet.to(memory_format=torch.channels_last)
+        self.place_unet(device)
         if self.vae is not None:
             self.vae.to(device, dtype)
         self.alphas_cumprod = self.alphas_cumprod.to(device)
         self.dtype = dtype
-        if self._traced is not None:
-            self._traced.reset()
         return self
 
 

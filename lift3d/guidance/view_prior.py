@@ -8,7 +8,7 @@ same layout (``vae/`` present): ``unet/``, ``image_encoder/``, ``cc_projection/`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,14 +18,14 @@ from torch import Tensor
 
 from lift3d.errors import PriorError
 from lift3d.guidance.noise_prediction import check_prediction_type, to_epsilon
-from lift3d.guidance.traced_unet import TracedUNet
+from lift3d.guidance.traced_unet import TracedDenoiser
 from lift3d.priors.view_prior.model import CCProjection, clip_normalize
 
 REQUIRED = ("unet", "image_encoder", "cc_projection", "scheduler")
 
 
 @dataclass
-class ViewPrior:
+class ViewPrior(TracedDenoiser):
     """The frozen networks of a view-conditioned prior."""
 
     unet: torch.nn.Module
@@ -35,18 +35,15 @@ class ViewPrior:
     alphas_cumprod: Tensor
     vae: torch.nn.Module | None = None
     path: Path | None = None
-    _traced: TracedUNet | None = field(default=None, init=False, repr=False)
 
-    def denoise(self, sample: Tensor, t: Tensor, context: Tensor) -> Tensor:
-        """The UNet's raw output, through :class:`~lift3d.guidance.traced_unet.TracedUNet`."""
-        if self._traced is None:
-            self._traced = TracedUNet(self.unet)
-        return self._traced(sample, t, context)
-
-    def reset_traces(self) -> None:
-        """Drop the UNet's traces (after moving it to another device or dtype)."""
-        if self._traced is not None:
-            self._traced.reset()
+    def to(self, device: torch.device) -> "ViewPrior":
+        """Move every network to ``device`` (the UNet channels-last on a CPU)."""
+        self.place_unet(device)
+        for m in (self.image_encoder, self.cc_projection, self.vae):
+            if m is not None:
+                m.to(device)
+        self.alphas_cumprod = self.alphas_cumprod.to(device)
+        return self
 
     @property
     def is_latent(self) -> bool:

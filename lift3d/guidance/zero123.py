@@ -72,10 +72,7 @@ class Zero123Guidance(BaseViewGuidance):
         self.global_step = global_step
 
     def _to(self, device: torch.device) -> None:
-        for m in (self.prior.unet, self.prior.image_encoder, self.prior.cc_projection, self.prior.vae):
-            if m is not None:
-                m.to(device)
-        self.prior.reset_traces()
+        self.prior.to(device)
 
     @torch.no_grad()
     def set_reference(self, rgb: Float[Tensor, "1 H W 3"], camera: CameraBatch) -> None:
