@@ -30,6 +30,22 @@ def test_traces_match_the_eager_unet_one_per_input_signature(prior):
     assert traced.disabled is None and len(traced._traces) == 2
 
 
+def test_with_two_threads_an_even_batch_runs_as_two_one_thread_chunks_with_the_same_outputs(prior):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        traced = TracedUNet(prior.unet)
+        with torch.no_grad():
+            for batch, seed in ((2, 5), (8, 6), (3, 7)):
+                x, t, ctx = _inputs(prior, batch, seed)
+                eager = prior.unet(x, t, encoder_hidden_states=ctx).sample
+                torch.testing.assert_close(traced(x, t, ctx), eager, rtol=1e-4, atol=1e-4)
+                assert torch.get_num_threads() == 2  # the chunks' one thread each is undone after the call
+        assert [key[-1] for key in traced._traces] == [2, 2, 1]  # an odd batch is not split
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_untraceable_calls_run_eagerly(prior, monkeypatch):
     x, t, ctx = _inputs(prior, 2, 3)
     traced = TracedUNet(prior.unet)
