@@ -131,3 +131,24 @@ def test_every_loss_weight_at_zero_stops_the_run_with_one_line(tmp_path, pixel_p
     last = proc.stderr.strip().splitlines()[-1]
     assert last == "error: every loss weight is 0 at step 0, so nothing would be optimised; set one above 0, e.g. system.loss.lambda_sds=1"
     assert "Traceback" not in proc.stderr
+
+
+def test_training_metrics_are_logged_only_on_the_steps_the_logger_writes(tmp_path):
+    """Lightning writes per-step metrics every ``log_every_n_steps``; lift3d skips ``self.log`` on
+    the other steps (it costs time and is never written), except the progress bar's total loss."""
+    import csv
+
+    prelude = ("import atexit, collections, lightning.pytorch as pl\n_calls = collections.Counter()\n_log = pl.LightningModule.log\n"
+               "def _counted(self, name, *a, **k):\n    _calls[name] += 1\n    return _log(self, name, *a, **k)\n"
+               "pl.LightningModule.log = _counted\natexit.register(lambda: print('LOG CALLS', dict(_calls)))\n")
+    out = tmp_path / "out"
+    proc = launch(["--config", str(ROOT / "configs/dreamfusion-bundled.yaml"), "--train", "trainer.max_steps=6", "trainer.log_every_n_steps=3",
+                   "system.prompt_processor.prompt=a red cube", f"exp_root_dir={out}", *SMALL], tmp_path, prelude=prelude)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    calls = eval(proc.stdout.split("LOG CALLS", 1)[1].strip().splitlines()[0])
+    assert calls["train/loss"] == 6  # the progress bar's, every step
+    assert calls["train/loss_sds"] == 2 and calls["train/grad_norm"] == 2  # steps 2 and 5 only
+    (trial,) = trial_dirs(out)
+    rows = [r for r in csv.DictReader(open(trial / "csv_logs" / "metrics.csv")) if r.get("train/loss_sds")]
+    assert [int(r["step"]) for r in rows] == [2, 5]
+    assert all(r["train/grad_norm"] and r["train/samples_per_ray_evaluated_fraction"] for r in rows)

@@ -192,10 +192,10 @@ class DreamFusionSystem(BaseLift3DSystem):
         out = self(batch, need_normal=self.needs_normal())
         guidance_out = self.guidance(self.guidance_input(out), self.prompt_processor.embeddings, batch)
         total = self.weighted_total({**guidance_out.losses, **self.regularizers(out)})
-        for key, value in guidance_out.info.items():
-            self.log(f"train/{key}", value)
+        info = dict(guidance_out.info)
         if out.samples_total:
-            self.log("train/samples_per_ray_evaluated_fraction", out.samples_evaluated / out.samples_total)
+            info["samples_per_ray_evaluated_fraction"] = out.samples_evaluated / out.samples_total
+        self.log_train_metrics(info)
         return total
 
     def display(self, rgb: torch.Tensor) -> torch.Tensor:

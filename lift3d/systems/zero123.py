@@ -145,8 +145,7 @@ class Zero123System(DreamFusionSystem):
         novel, info, _ = self.novel_view_losses(batch)
         losses.update(novel)
         total = self.weighted_total(losses)
-        for key, value in info.items():
-            self.log(f"train/{key}", value)
+        self.log_train_metrics(info)
         return total
 
 
