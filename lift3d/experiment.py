@@ -17,7 +17,8 @@ class TrainerConfig:
     val_check_interval: int = 200
     """Steps between validations."""
     log_every_n_steps: int = 10
-    """Steps between metric logs."""
+    """Steps between metric logs (per-step metrics are passed to the logger only on these
+    steps; the progress bar's loss every step)."""
     precision: str = "32-true"
     """Lightning precision setting (e.g. 16-mixed on GPUs)."""
     enable_progress_bar: bool = True

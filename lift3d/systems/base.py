@@ -139,7 +139,8 @@ class BaseLift3DSystem(pl.LightningModule):
 
     def weighted_total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Σ weight × loss over the losses whose weight (``system.loss.lambda_<name>``, scheduled) is above 0
-        at this step; every loss is logged, weighted or not, and the total is checked to be finite."""
+        at this step; every loss is logged, weighted or not (on the steps the logger writes), and the
+        total is checked to be finite (and logged every step, for the progress bar)."""
         total = None
         for name, value in losses.items():
             weight = self.loss_weight(name)
