@@ -24,6 +24,7 @@ from lift3d.errors import PriorError
 from lift3d.guidance.base import BaseViewGuidance, GuidanceOutput
 from lift3d.guidance.noise_prediction import guard_finite
 from lift3d.guidance.prior_path import resolve_prior_path
+from lift3d.guidance.traced_unet import TraceDtype
 from lift3d.guidance.relative_camera import CONVENTIONS, relative_camera_features
 from lift3d.guidance.sds import encode_renders, timestep_range, weighted_residual
 from lift3d.guidance.view_prior import ViewPrior, load_view_prior
@@ -53,10 +54,14 @@ class Zero123Guidance(BaseViewGuidance):
         """Clamp each element of w(t)(eps_hat - eps) to [-grad_clip, grad_clip]; null for none."""
         max_nonfinite_fraction: float = 0.0
         """Largest fraction of NaN/inf elements in the prior's noise prediction a step tolerates."""
+        cpu_trace_dtype: TraceDtype = "auto"
+        """What the frozen prior's traced calls compute in on a CPU: ``auto`` is bfloat16 where
+        the CPU does it natively (AMX or AVX512-BF16), else float32."""
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
         self.prior: ViewPrior = load_view_prior(resolve_prior_path(cfg.pretrained_model_name_or_path))
+        self.prior.set_trace_dtype(cfg.cpu_trace_dtype)
         convention = self.prior.camera_convention if cfg.camera_convention == "auto" else cfg.camera_convention
         if convention not in CONVENTIONS:
             raise PriorError(f"the prior at {self.prior.path} names camera convention {convention!r}; "
