@@ -15,7 +15,7 @@ from lift3d.errors import ConfigError
 from lift3d.materials.base import BaseMaterial
 from lift3d.registry import find, register
 from lift3d.systems.base import BaseLift3DSystem
-from lift3d.systems.optim import OptimizerConfig, build_optimizer, param_lr_errors
+from lift3d.systems.optim import OptimizerConfig, build_lr_schedule, build_optimizer, param_lr_errors
 from lift3d.utils.images import side_by_side, write_video
 from lift3d.utils.io import write_png
 from lift3d.utils.timing import RUN_PHASES
@@ -151,7 +151,9 @@ class DreamFusionSystem(BaseLift3DSystem):
         trainable = {name: getattr(self, name) for name, _ in self.TRAINABLE}
         if getattr(self.guidance, "trainable_modules", ()):
             trainable["guidance"] = self.guidance  # VSD's LoRA and camera MLP, at param_lrs.guidance.* rates
-        return build_optimizer(self.cfg.optimizer, torch.nn.ModuleDict(trainable))
+        optimizer = build_optimizer(self.cfg.optimizer, torch.nn.ModuleDict(trainable))
+        schedule = build_lr_schedule(self.cfg.optimizer, optimizer, self.trainer.max_steps)
+        return optimizer if schedule is None else {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def forward(self, batch: CameraBatch, need_normal: bool = False) -> RenderOutput:
         return self.renderer(batch, need_normal=need_normal)
