@@ -75,7 +75,7 @@ def bench_training_step(config: str, overrides: list[str], steps: int, shading: 
     system.train()
     if shading is not None:
         system.material.choose_shading = lambda: setattr(system.material, "shading", shading)
-    opt = system.configure_optimizers()
+    opt = system.make_optimizer()  # a step's cost; the learning-rate schedule does not change it
     parts = {"render forward": [], "guidance": [], "backward": [], "optimizer": []}
     samples = []
     for step in range(steps + 2):

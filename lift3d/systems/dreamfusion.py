@@ -147,11 +147,16 @@ class DreamFusionSystem(BaseLift3DSystem):
         # the guidance's trainable parts sit inside a prior that is not loaded here: named by module
         return names + [f"guidance.{m}" for m in getattr(cls.guidance_class(cfg), "trainable_modules", ())]
 
-    def configure_optimizers(self):
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer of the trainable modules, without the learning-rate schedule (which
+        needs the trainer's ``max_steps``)."""
         trainable = {name: getattr(self, name) for name, _ in self.TRAINABLE}
         if getattr(self.guidance, "trainable_modules", ()):
             trainable["guidance"] = self.guidance  # VSD's LoRA and camera MLP, at param_lrs.guidance.* rates
-        optimizer = build_optimizer(self.cfg.optimizer, torch.nn.ModuleDict(trainable))
+        return build_optimizer(self.cfg.optimizer, torch.nn.ModuleDict(trainable))
+
+    def configure_optimizers(self):
+        optimizer = self.make_optimizer()
         schedule = build_lr_schedule(self.cfg.optimizer, optimizer, self.trainer.max_steps)
         return optimizer if schedule is None else {"optimizer": optimizer, "lr_scheduler": schedule}
 
