@@ -24,9 +24,9 @@ from lift3d.errors import PriorError
 from lift3d.guidance.base import BaseViewGuidance, GuidanceOutput
 from lift3d.guidance.noise_prediction import guard_finite
 from lift3d.guidance.prior_path import resolve_prior_path
-from lift3d.guidance.traced_unet import TraceDtype
 from lift3d.guidance.relative_camera import CONVENTIONS, relative_camera_features
 from lift3d.guidance.sds import encode_renders, timestep_range, weighted_residual
+from lift3d.guidance.traced_unet import TraceDtype
 from lift3d.guidance.view_prior import ViewPrior, load_view_prior
 from lift3d.registry import register
 
