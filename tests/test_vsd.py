@@ -83,7 +83,8 @@ def test_the_vsd_gradient_is_w_times_guided_prior_minus_lora(pixel_prior):
     expected_x = (1 - abar) * (eps_cfg - eps_lora) / 3
     expected_rgb = (2 * expected_x).permute(0, 2, 3, 1)
     assert (eps_lora - eps_c).abs().mean() > 0.01  # the LoRA model really differs from the prior
-    torch.testing.assert_close(grad_rgb, expected_rgb, rtol=1e-4, atol=1e-6)
+    # float32, the same sums batched differently: 1.3e-6 apart on one element of 2,304 on an AMD EPYC
+    torch.testing.assert_close(grad_rgb, expected_rgb, rtol=1e-4, atol=1e-5)
 
 
 def test_training_moves_the_lora_and_camera_mlp_and_never_the_prior(latent_prior):
