@@ -250,6 +250,29 @@ def test_image_to_3d_scores_reward_the_truth_and_punish_a_wrong_object():
     assert score_turntable(janus, truth)["janus"] > 0
 
 
+def test_the_benchmark_picture_is_the_input_then_every_tenth_turntable_frame(tmp_path, monkeypatch):
+    import imageio.v3 as iio
+
+    from lift3d.eval import image_to_3d
+    from lift3d.eval.turntable import Turntable
+
+    n, h = 60, 16
+    shade = torch.arange(n, dtype=torch.float32) / n  # frame i is grey level i / 60
+    tt = Turntable(rgb=shade.view(n, 1, 1, 1).expand(n, 3, h, h).clone(), opacity=torch.ones(n, h, h), elevation=torch.zeros(n),
+                   azimuth=torch.zeros(n), distance=torch.ones(n), fovy=torch.ones(n), light_position=torch.zeros(n, 3))
+    monkeypatch.setattr(image_to_3d, "load_turntable", lambda trial: tt)
+    iio.imwrite(tmp_path / "a_red_cube.png", np.full((64, 64, 3), (255, 0, 0), np.uint8))
+    rows = [{"image": "a_red_cube", "baseline": False, "trial": "t"}, {"image": "a_red_cube", "baseline": True, "trial": "t"},
+            {"image": "a_red_cube", "baseline": False, "error": "exit 1"}]
+    image_to_3d.picture(rows, tmp_path, tmp_path / "pic.png")
+    pic = iio.imread(tmp_path / "pic.png")
+    assert pic.shape == (h, 7 * h + 4, 3)  # one row: the baseline and the failed run are left out
+    assert (pic[:, :h] == (255, 0, 0)).all()  # the input, resized
+    for k in range(6):
+        panel = pic[:, h + 4 + k * h: h + 4 + (k + 1) * h]
+        assert np.abs(panel.astype(float) - 255 * float(shade[10 * k])).max() <= 1
+
+
 def gt_view(truth, az):
     from lift3d.priors.world.render import WorldView
 

@@ -141,6 +141,26 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def picture(rows: list[dict], images: Path, path: Path, frames: tuple[int, ...] = (0, 10, 20, 30, 40, 50)) -> None:
+    """Per prior run a row: the input image, then test-turntable frames (every 60° of the default 60-frame orbit)."""
+    from PIL import Image
+
+    from lift3d.utils.io import write_png
+
+    strips = []
+    for r in rows:
+        if r["baseline"] or "trial" not in r:
+            continue
+        tt = load_turntable(Path(r["trial"]))
+        h = tt.rgb.shape[-1]
+        ref = np.asarray(Image.open(images / f"{r['image']}.png").convert("RGB").resize((h, h), Image.LANCZOS))
+        panels = [ref, np.full((h, 4, 3), 255, np.uint8)]
+        panels += [(tt.rgb[i].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8) for i in frames if i < len(tt.rgb)]
+        strips.append(np.concatenate(panels, axis=1))
+    if strips:
+        write_png(path, np.concatenate(strips, axis=0))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("bench_runs/image_to_3d"))
@@ -148,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--images", type=Path, default=None, help="folder of example PNGs with sidecars (default: rendered into <out>/images)")
     ap.add_argument("--only", nargs="+", default=None, metavar="STEM", help="run only these examples, e.g. a_green_house")
     ap.add_argument("--no-baseline", action="store_true", help="skip the reference-only runs")
+    ap.add_argument("--picture", type=Path, default=None, help="write input | turntable every 60° per prior run to this PNG")
     ap.add_argument("overrides", nargs="*", help="config overrides passed to every run")
     args = ap.parse_args(argv)
     from tqdm import tqdm
@@ -174,5 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [latest[(i.stem, b)] for i, b in jobs if (i.stem, b) in latest]
     text = table(rows)
     atomic_write_text(args.out / "table.md", text + "\n")
+    if args.picture is not None:
+        picture(rows, images, args.picture)
     print(text)
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; results in {results}")
