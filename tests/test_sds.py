@@ -19,7 +19,7 @@ def cameras(b):
     return make_batch(z + 10.0, torch.linspace(-170, 170, b), z + 2.0, z + 50.0, torch.ones(b, 3), 4)
 
 
-@pytest.mark.parametrize("weighting", ["sds", "uniform", "fantasia3d"])
+@pytest.mark.parametrize("weighting", ["sds", "uniform", "fantasia3d", "x0"])
 def test_pixel_prior_gradient_equals_weighted_noise_residual(pixel_prior, weighting):
     guidance, emb = setup(pixel_prior, weighting)
     b, res = 2, guidance.prior.image_size  # same size as the prior: no resize in between
@@ -40,11 +40,21 @@ def test_pixel_prior_gradient_equals_weighted_noise_residual(pixel_prior, weight
     eps = eps[:, :3]  # learned-variance UNet: the first half is the noise
     eps_c, eps_u = eps.chunk(2)
     eps_hat = eps_u + 7.5 * (eps_c - eps_u)
-    w = {"sds": 1 - a, "uniform": torch.ones_like(a), "fantasia3d": a.sqrt() * (1 - a)}[weighting]
+    w = {"sds": 1 - a, "uniform": torch.ones_like(a), "fantasia3d": a.sqrt() * (1 - a), "x0": ((1 - a) / a).sqrt()}[weighting]
     expected_x_grad = w * (eps_hat - noise) / b
     # x = 2 rgb - 1: the render's gradient is twice the gradient at x
     torch.testing.assert_close(rgb.grad.permute(0, 3, 1, 2), 2 * expected_x_grad, rtol=1e-5, atol=1e-7)
     assert expected_x_grad.abs().sum() > 0
+
+
+def test_x0_weighting_makes_the_gradient_the_denoised_residual():
+    """w(t) (eps_hat - eps) = x0 - x0_hat at every t, where eps_hat is the noise a denoiser's x0_hat implies."""
+    torch.manual_seed(0)
+    a = torch.tensor([0.999, 0.7, 0.2, 0.001], dtype=torch.float64).view(-1, 1, 1, 1)
+    x0, x0_hat, noise = torch.rand(3, 4, 3, 8, 8, dtype=torch.float64) * 2 - 1
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    eps_hat = (x_t - a.sqrt() * x0_hat) / (1 - a).sqrt()
+    torch.testing.assert_close(sds_weight("x0", a) * (eps_hat - noise), x0 - x0_hat)
 
 
 def test_latent_prior_gradient_at_latents(latent_prior):

@@ -29,14 +29,24 @@ from lift3d.prompts.base import PromptEmbeddings
 from lift3d.registry import register
 
 
+SDSWeighting = Literal["sds", "uniform", "fantasia3d", "x0"]
+"""w(t) of score distillation: ``sds`` 1 - alpha_bar (DreamFusion), ``uniform`` 1, ``fantasia3d``
+sqrt(alpha_bar) (1 - alpha_bar), ``x0`` sqrt((1 - alpha_bar) / alpha_bar), which makes the gradient
+x0 - x0_hat: every timestep pulls the render towards the prior's denoised estimate with the same
+weight (DreamFusion's weighting gives the highest-noise timesteps, where a view prior predicts the
+novel view from its reference, a tenth of the mid-range's)."""
+
+
 def sds_weight(kind: str, alphas_cumprod_t: Tensor) -> Tensor:
-    """w(t) for the weighting ``kind``."""
+    """w(t) for the weighting ``kind`` (see :data:`SDSWeighting`)."""
     if kind == "sds":
         return 1 - alphas_cumprod_t
     if kind == "uniform":
         return torch.ones_like(alphas_cumprod_t)
     if kind == "fantasia3d":
         return alphas_cumprod_t**0.5 * (1 - alphas_cumprod_t)
+    if kind == "x0":
+        return ((1 - alphas_cumprod_t) / alphas_cumprod_t).sqrt()
     raise ValueError(kind)
 
 
@@ -102,8 +112,9 @@ class DiffusersSDSGuidance(BaseGuidance):
 
     @dataclass
     class Config(TextPriorGuidanceConfig):
-        weighting: Literal["sds", "uniform", "fantasia3d"] = "sds"
-        """w(t): ``sds`` 1 - alpha_bar, ``uniform`` 1, ``fantasia3d`` sqrt(alpha_bar) (1 - alpha_bar)."""
+        weighting: SDSWeighting = "sds"
+        """w(t): ``sds`` 1 - alpha_bar, ``uniform`` 1, ``fantasia3d`` sqrt(alpha_bar) (1 - alpha_bar),
+        ``x0`` sqrt((1 - alpha_bar) / alpha_bar) (the gradient is x0 - x0_hat, the same weight at every t)."""
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)

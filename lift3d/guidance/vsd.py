@@ -32,7 +32,7 @@ from torch import Tensor
 from lift3d.data.batch import CameraBatch
 from lift3d.guidance.camera_lora import CameraConditionedLoRA, LoRAConfig, flatten_camera
 from lift3d.guidance.noise_prediction import guard_finite, to_epsilon
-from lift3d.guidance.sds import DiffusersSDSGuidance, TextPriorGuidanceConfig, weighted_residual
+from lift3d.guidance.sds import DiffusersSDSGuidance, SDSWeighting, TextPriorGuidanceConfig, weighted_residual
 from lift3d.registry import register
 
 
@@ -54,8 +54,9 @@ class VSDGuidance(DiffusersSDSGuidance):
     class Config(TextPriorGuidanceConfig):
         guidance_scale: float = 7.5
         """Classifier-free guidance scale of the frozen prior (VSD works at ordinary scales)."""
-        weighting: Literal["sds", "uniform", "fantasia3d"] = "sds"
-        """w(t): ``sds`` 1 - alpha_bar, ``uniform`` 1, ``fantasia3d`` sqrt(alpha_bar) (1 - alpha_bar)."""
+        weighting: SDSWeighting = "sds"
+        """w(t): ``sds`` 1 - alpha_bar, ``uniform`` 1, ``fantasia3d`` sqrt(alpha_bar) (1 - alpha_bar),
+        ``x0`` sqrt((1 - alpha_bar) / alpha_bar) (the gradient is x0 - x0_hat, the same weight at every t)."""
         lora: LoRAConfig = field(default_factory=LoRAConfig)
         """The LoRA model: rank, alpha, target layers, shared or copied UNet, camera conditioning."""
         lora_prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"

@@ -25,7 +25,7 @@ from lift3d.guidance.base import BaseViewGuidance, GuidanceOutput
 from lift3d.guidance.noise_prediction import guard_finite
 from lift3d.guidance.prior_path import resolve_prior_path
 from lift3d.guidance.relative_camera import CONVENTIONS, relative_camera_features
-from lift3d.guidance.sds import encode_renders, timestep_range, weighted_residual
+from lift3d.guidance.sds import SDSWeighting, encode_renders, timestep_range, weighted_residual
 from lift3d.guidance.traced_unet import TraceDtype
 from lift3d.guidance.view_prior import ViewPrior, load_view_prior
 from lift3d.registry import register
@@ -48,8 +48,9 @@ class Zero123Guidance(BaseViewGuidance):
         """Lowest timestep sampled, as a fraction of the prior's training timesteps (may be scheduled)."""
         max_step_percent: Scheduled = 0.98
         """Highest timestep sampled (may be scheduled, e.g. [[0, 0.85], [200, 0.5]])."""
-        weighting: Literal["sds", "uniform", "fantasia3d"] = "sds"
-        """w(t): ``sds`` 1 - alpha_bar, ``uniform`` 1, ``fantasia3d`` sqrt(alpha_bar) (1 - alpha_bar)."""
+        weighting: SDSWeighting = "sds"
+        """w(t): ``sds`` 1 - alpha_bar, ``uniform`` 1, ``fantasia3d`` sqrt(alpha_bar) (1 - alpha_bar),
+        ``x0`` sqrt((1 - alpha_bar) / alpha_bar) (the gradient is x0 - x0_hat, the same weight at every t)."""
         grad_clip: Optional[Scheduled] = None
         """Clamp each element of w(t)(eps_hat - eps) to [-grad_clip, grad_clip]; null for none."""
         max_nonfinite_fraction: float = 0.0
