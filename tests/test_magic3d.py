@@ -86,6 +86,38 @@ def test_conversion_copies_the_colour_field(monkeypatch):
         convert.convert_to_mesh_geometry(other, "coarse-trial")
 
 
+class SoftBall(HazyBall):
+    """A ball of uniform, modest density off the centre: rays through its rim cross too little of it
+    to reach opacity 0.5, so the NeRF's silhouette is smaller than the ball (radius ~0.39, not 0.45)."""
+
+    centre = torch.tensor([0.3, 0.0, 0.25])
+
+    def forward_density(self, points):
+        return torch.where((points - self.centre).norm(dim=-1) < self.cfg.r, 1.5, 0.0)
+
+
+def test_carving_by_the_nerf_silhouettes_fits_the_mesh_to_what_the_nerf_renders(monkeypatch):
+    """No single level can give a soft-edged object its rendered size; carving the density by the
+    silhouettes (from cameras at several elevations, an off-centre object so that a flipped image
+    axis would carve the object away) can. Unseen cells are kept."""
+    monkeypatch.setattr(convert, "load_coarse_run", lambda s: coarse_run(SoftBall(SoftBall.Config())))
+    plain, carved = tet_grid(), tet_grid()
+    level_only = convert.convert_to_mesh_geometry(plain, "coarse-trial", inherit_texture=False)
+    report = convert.convert_to_mesh_geometry(carved, "coarse-trial", inherit_texture=False, carve_views=10)
+    assert level_only.silhouette_iou < 0.9 and report.silhouette_iou > level_only.silhouette_iou + 0.05
+
+    def radius(grid):
+        return float((grid.isosurface().v_pos.detach() - SoftBall.centre).norm(dim=-1).mean())
+
+    assert abs(radius(plain) - 0.45) < 0.04 and abs(radius(carved) - 0.39) < 0.04 and radius(carved) < radius(plain) - 0.03
+
+    from lift3d.export.surface_level import silhouette_hull
+
+    cams = convert.carving_cameras(4, 2.5, 10.0, resolution=16)  # narrow views: the box's corners are out of sight
+    hull = silhouette_hull(cams, [torch.zeros(1, 16, 16)] * 4, torch.full((3,), -1.0), torch.full((3,), 1.0), 8)
+    assert not hull[3:5, 3:5, 3:5].any() and hull[0, 0, 0] and hull[-1, -1, -1]
+
+
 @pytest.mark.parametrize("ball, message", [(dict(r=1.3, haze=1.4), "reaches the edge"), (dict(r=0.0, haze=0.0), "no density reaches")])
 def test_bad_conversions_stop_with_the_fix(monkeypatch, ball, message):
     monkeypatch.setattr(convert, "load_coarse_run", lambda s: coarse_run(HazyBall(HazyBall.Config(**ball))))

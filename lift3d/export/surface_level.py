@@ -12,6 +12,11 @@ export far bigger than the rendered object. This rule picks the level from the r
 * the level maximising the silhouettes' IoU with the NeRF's is found exactly by sorting the ray
   maxima (one cumulative sum), and returned with that IoU.
 
+One level for the whole field cannot follow the renders everywhere: where the NeRF is thin haze
+over a concave part (a snowman's neck) the level set closes it while the renders show the gap.
+:func:`silhouette_hull` carves those cells first: a cell that some camera sees outside the
+NeRF's silhouette is not part of the object (a visual hull of the renders).
+
 The same rule serves any conversion of a density field to a surface (mesh export, NeRF to DMTet).
 """
 
@@ -90,6 +95,29 @@ def best_level(ray_max: Float[Tensor, "N"], target: Bool[Tensor, "N"]) -> tuple[
     return level, float(iou[best])
 
 
+def silhouette_hull(
+    cameras: list, nerf_opacity: list[Tensor], lo: Tensor, hi: Tensor, resolution: int,
+) -> Bool[Tensor, "R R R"]:
+    """Cells of a regular grid over the box ``[lo, hi]`` (centres, indexed [x, y, z]) that no camera
+    sees outside ``nerf_opacity > 0.5``: the visual hull of the NeRF's silhouettes. A cell a camera
+    does not see (outside its image, or behind it) is kept by that camera."""
+    t = [(torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution * (hi[i] - lo[i]) + lo[i] for i in range(3)]
+    pts = torch.stack(torch.meshgrid(*t, indexing="ij"), dim=-1).reshape(-1, 3)
+    hom = torch.cat([pts, torch.ones(len(pts), 1)], dim=1)
+    keep = torch.ones(len(pts), dtype=torch.bool)
+    for batch, opacity in zip(cameras, nerf_opacity):
+        for mvp, image in zip(batch.mvp.float().cpu(), opacity.float().cpu()):
+            clip = hom @ mvp.T
+            w = clip[:, 3:4]
+            ndc = clip[:, :2] / w.clamp(min=1e-6)
+            seen = (w[:, 0] > 0) & (ndc.abs() <= 1).all(dim=-1)
+            # image row 0 is NDC y = +1 (the rasterizer's convention); grid_sample's y = -1 is row 0
+            grid = torch.stack([ndc[:, 0], -ndc[:, 1]], dim=-1)[None, None]
+            inside = F.grid_sample(image[None, None], grid, mode="bilinear", align_corners=False)[0, 0, 0] > 0.5
+            keep &= inside | ~seen
+    return keep.reshape(resolution, resolution, resolution)
+
+
 def silhouette_matched_level(
     grid: Float[Tensor, "R R R"], lo: Tensor, hi: Tensor, cameras: list, nerf_opacity: list[Tensor],
 ) -> SurfaceLevel:
@@ -99,4 +127,8 @@ def silhouette_matched_level(
         maxima.append(ray_max_density(grid, lo, hi, batch.rays_o.reshape(-1, 3).float(), batch.rays_d.reshape(-1, 3).float()))
         targets.append(opacity.reshape(-1) > 0.5)
     level, iou = best_level(torch.cat(maxima), torch.cat(targets))
+    # interpolated ray maxima may exceed the grid's largest value by a rounding error (a field of
+    # constant density): the level must leave that value inside
+    top = grid.max()
+    level = min(level, float(torch.nextafter(top, torch.zeros_like(top))))
     return SurfaceLevel(level, iou, "silhouettes")

@@ -1,15 +1,19 @@
 """From a trained coarse run (a NeRF) to a mesh geometry (DMTet): ``system.geometry_convert_from``.
 
 1. The coarse trial's config and checkpoint give its geometry and renderer (no prior is loaded).
-2. The isosurface level is chosen by the silhouette rule of the export
+2. The density is carved by the NeRF's own silhouettes (opacity > 0.5) from ``carve_views``
+   cameras around the object at several elevations (:func:`lift3d.export.surface_level.silhouette_hull`):
+   cells that a camera sees outside the silhouette are emptied, so haze over a concave part (a
+   snowman's neck) does not close it.
+3. The isosurface level is chosen by the silhouette rule of the export
    (:func:`lift3d.export.surface_level.silhouette_matched_level`): the density whose level set's
-   silhouettes best match the NeRF's own opacity from eight of its test cameras. threestudio's
-   automatic threshold (the mean of the densities above 1e-5) is often far off (empty or bloated
-   meshes, a jump between coarse and refine, threestudio #45, #311); matching what the NeRF
-   renders leaves thin haze out and keeps what the user saw.
-3. The SDF is the signed distance to that level set (a distance transform, so it is well
+   silhouettes best match the NeRF's own opacity from the same cameras (eight of its test cameras
+   without carving). threestudio's automatic threshold (the mean of the densities above 1e-5) is
+   often far off (empty or bloated meshes, a jump between coarse and refine, threestudio #45,
+   #311); matching what the NeRF renders leaves thin haze out and keeps what the user saw.
+4. The SDF is the signed distance to that level set (a distance transform, so it is well
    scaled whatever the density's magnitude); the colour field (hash grid + MLP) is copied.
-4. A conversion that would start refinement from a broken mesh stops with what to do: an empty
+5. A conversion that would start refinement from a broken mesh stops with what to do: an empty
    surface, or one that reaches the edge of the tetrahedral grid (it would be cut open there).
 """
 
@@ -88,14 +92,31 @@ def load_coarse_run(source: str) -> CoarseRun:
     return CoarseRun(geometry.eval(), renderer.eval(), cameras)
 
 
+CARVE_ELEVATIONS = (-5.0, 10.0, 25.0, 40.0, 55.0)
+"""Elevations (degrees) the carving cameras cycle through: below, around and above the object."""
+
+
+def carving_cameras(n: int, distance: float, fovy: float, resolution: int = 64) -> list:
+    """``n`` cameras looking at the origin, azimuths evenly spaced, elevations cycling through
+    :data:`CARVE_ELEVATIONS`."""
+    from lift3d.data.random_camera import make_batch
+
+    cams = []
+    for i in range(n):
+        one = torch.ones(1)
+        cams.append(make_batch(one * CARVE_ELEVATIONS[i % len(CARVE_ELEVATIONS)], one * (7.5 + 360.0 * i / n), one * distance,
+                               one * fovy, torch.zeros(1, 3), resolution))
+    return cams
+
+
 @torch.no_grad()
 def convert_to_mesh_geometry(
     target: TetrahedraSDFGrid, source: str, inherit_texture: bool = True, level: float | None = None,
-    resolution: int = 128, views: int = 8,
+    resolution: int = 128, views: int = 8, carve_views: int = 0,
 ) -> ConversionReport:
     """Initialise ``target`` (DMTet) from the coarse run at ``source``; see the module docstring."""
     from lift3d.export.mesh_export import evenly_spaced
-    from lift3d.export.surface_level import SurfaceLevel, silhouette_matched_level
+    from lift3d.export.surface_level import SurfaceLevel, silhouette_hull, silhouette_matched_level
 
     coarse = load_coarse_run(source)
     geo = coarse.geometry
@@ -108,9 +129,15 @@ def convert_to_mesh_geometry(
         t = (torch.arange(resolution) + 0.5) / resolution * 2 * r - r
         pts = torch.stack(torch.meshgrid(t, t, t, indexing="ij"), dim=-1)
         density[(pts.abs() > geo.radius).any(-1)] = 0
-    if level is None:
-        cams = evenly_spaced(coarse.cameras, views)
+    if carve_views > 0:
+        first = coarse.cameras[0]
+        cams = carving_cameras(carve_views, float(first.distance[0]), float(first.fovy[0]))
         opacity = [coarse.renderer(c).opacity[..., 0] for c in cams]
+        density = density * silhouette_hull(cams, opacity, box[0], box[1], resolution)
+    else:
+        cams = evenly_spaced(coarse.cameras, views)
+        opacity = [coarse.renderer(c).opacity[..., 0] for c in cams] if level is None else []
+    if level is None:
         surface = silhouette_matched_level(density, box[0], box[1], cams, opacity)
     else:
         surface = SurfaceLevel(float(level), float("nan"), "user")

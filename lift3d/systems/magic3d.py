@@ -38,6 +38,10 @@ class MeshStageFields:
     """Density of the coarse surface; null: the level whose silhouettes match the NeRF's renders best."""
     geometry_convert_resolution: int = 128
     """Density grid resolution sampled for the conversion."""
+    geometry_convert_carve_views: int = 0
+    """Cameras (around the object, elevations -5 to 55 degrees) whose NeRF silhouettes carve the
+    density before the level is chosen: cells a camera sees outside the NeRF's opacity > 0.5 are
+    emptied, so haze over a concave part does not close it. 0: no carving."""
 
 
 @register("magic3d-system")
@@ -78,7 +82,8 @@ class Magic3DSystem(DreamFusionSystem):
         from lift3d.geometry.convert import convert_to_mesh_geometry
 
         report = convert_to_mesh_geometry(self.geometry, self.cfg.geometry_convert_from, self.cfg.geometry_convert_inherit_texture,
-                                          self.cfg.geometry_convert_level, self.cfg.geometry_convert_resolution)
+                                          self.cfg.geometry_convert_level, self.cfg.geometry_convert_resolution,
+                                          carve_views=self.cfg.geometry_convert_carve_views)
         print(report.line())
 
     def regularizers(self, out: RenderOutput) -> dict[str, torch.Tensor]:
