@@ -114,7 +114,7 @@ def test_carving_by_the_nerf_silhouettes_fits_the_mesh_to_what_the_nerf_renders(
     from lift3d.export.surface_level import silhouette_hull
 
     cams = convert.carving_cameras(4, 2.5, 10.0, resolution=16)  # narrow views: the box's corners are out of sight
-    hull = silhouette_hull(cams, [torch.zeros(1, 16, 16)] * 4, torch.full((3,), -1.0), torch.full((3,), 1.0), 8)
+    hull = silhouette_hull(cams, [torch.zeros(4, 16, 16)], torch.full((3,), -1.0), torch.full((3,), 1.0), 8)
     assert not hull[3:5, 3:5, 3:5].any() and hull[0, 0, 0] and hull[-1, -1, -1]
 
 

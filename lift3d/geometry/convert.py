@@ -97,16 +97,13 @@ CARVE_ELEVATIONS = (-5.0, 10.0, 25.0, 40.0, 55.0)
 
 
 def carving_cameras(n: int, distance: float, fovy: float, resolution: int = 64) -> list:
-    """``n`` cameras looking at the origin, azimuths evenly spaced, elevations cycling through
-    :data:`CARVE_ELEVATIONS`."""
+    """One batch of ``n`` cameras looking at the origin, azimuths evenly spaced, elevations cycling
+    through :data:`CARVE_ELEVATIONS` (a list, as the silhouette functions take)."""
     from lift3d.data.random_camera import make_batch
 
-    cams = []
-    for i in range(n):
-        one = torch.ones(1)
-        cams.append(make_batch(one * CARVE_ELEVATIONS[i % len(CARVE_ELEVATIONS)], one * (7.5 + 360.0 * i / n), one * distance,
-                               one * fovy, torch.zeros(1, 3), resolution))
-    return cams
+    elevation = torch.tensor(CARVE_ELEVATIONS)[torch.arange(n) % len(CARVE_ELEVATIONS)]
+    azimuth = 7.5 + 360.0 * torch.arange(n, dtype=torch.float32) / n
+    return [make_batch(elevation, azimuth, torch.full((n,), distance), torch.full((n,), fovy), torch.zeros(n, 3), resolution)]
 
 
 @torch.no_grad()
