@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from lift3d.geometry.base import cell_centres
 from lift3d.renderers.volume import ray_box_intersect
 
 
@@ -101,8 +102,7 @@ def silhouette_hull(
     """Cells of a regular grid over the box ``[lo, hi]`` (centres, indexed [x, y, z]) that no camera
     sees outside ``nerf_opacity > 0.5``: the visual hull of the NeRF's silhouettes. A cell a camera
     does not see (outside its image, or behind it) is kept by that camera."""
-    t = [(torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution * (hi[i] - lo[i]) + lo[i] for i in range(3)]
-    pts = torch.stack(torch.meshgrid(*t, indexing="ij"), dim=-1).reshape(-1, 3)
+    pts = cell_centres(lo, hi, resolution).reshape(-1, 3)
     hom = torch.cat([pts, torch.ones(len(pts), 1)], dim=1)
     keep = torch.ones(len(pts), dtype=torch.bool)
     for batch, opacity in zip(cameras, nerf_opacity):

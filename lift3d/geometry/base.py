@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from lift3d.geometry.triangle_mesh import TriangleMesh
 
 
+def cell_centres(lo: Tensor, hi: Tensor, resolution: int) -> Float[Tensor, "R R R 3"]:
+    """Centres of the cells of a regular ``resolution``³ grid over the box ``[lo, hi]``, indexed [x, y, z]."""
+    t = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
+    axes = [lo[i] + t * (hi[i] - lo[i]) for i in range(3)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+
+
 @dataclass
 class GeometryOutput:
     """What a geometry says about a batch of points."""
@@ -65,9 +72,7 @@ class BaseImplicitGeometry(BaseGeometry):
         The grid spans ``bbox`` (min corner, max corner) when given, else the scene box.
         """
         lo, hi = bbox if bbox is not None else (torch.full((3,), -self.radius), torch.full((3,), self.radius))
-        t = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
-        axes = [lo[i] + t * (hi[i] - lo[i]) for i in range(3)]
-        pts = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+        pts = cell_centres(lo, hi, resolution).reshape(-1, 3)
         device = next(self.parameters()).device
         out = [self.forward_density(p.to(device)) for p in pts.split(chunk)]
         return torch.cat(out).reshape(resolution, resolution, resolution)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from lift3d.errors import ConfigError, RunError
-from lift3d.geometry.base import BaseGeometry, BaseImplicitGeometry
+from lift3d.geometry.base import BaseGeometry, BaseImplicitGeometry, cell_centres
 from lift3d.geometry.tetrahedra_sdf_grid import TetrahedraSDFGrid
 
 
@@ -123,9 +123,7 @@ def convert_to_mesh_geometry(
     box = (torch.full((3,), -r), torch.full((3,), r))
     density = geo.density_grid(resolution, bbox=box).cpu()
     if r > geo.radius:  # outside the coarse scene box the NeRF has no say
-        t = (torch.arange(resolution) + 0.5) / resolution * 2 * r - r
-        pts = torch.stack(torch.meshgrid(t, t, t, indexing="ij"), dim=-1)
-        density[(pts.abs() > geo.radius).any(-1)] = 0
+        density[(cell_centres(*box, resolution).abs() > geo.radius).any(-1)] = 0
     if carve_views > 0:
         first = coarse.cameras[0]
         cams = carving_cameras(carve_views, float(first.distance[0]), float(first.fovy[0]))
