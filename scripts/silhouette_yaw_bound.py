@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """How much a right shape turned the wrong way scores: the benchmarks' silhouette IoU of an object's
-true turntable against the same object turned about the vertical axis by a few angles.
+true turntable (the Magic3D preset's test cameras) against the same object turned about the
+vertical axis by a few angles.
 
 A prior that knows the camera only by view bin (front, side, back, overhead: quarter turns) cannot
 tell a cube's or a house's yaw within a bin, so this bounds what a perfect shape at an unknown yaw
@@ -12,21 +13,32 @@ scores on the Magic3D benchmark (README, "The Magic3D benchmark").
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from lift3d.eval.turntable import Turntable, ground_truth_turntable, silhouette_iou
 
+PRESET = Path(__file__).resolve().parents[1] / "configs" / "magic3d-refine-bundled.yaml"
 
-def turntable(yaw: float, frames: int = 60, resolution: int = 64) -> Turntable:
-    """The benchmarks' test turntable (elevation 15, distance 2.5, fovy 45), every azimuth moved by ``yaw``."""
-    azimuth = torch.linspace(-180.0, 180.0, frames + 1)[:-1] + yaw
-    full = lambda value: torch.full((frames,), value)  # noqa: E731
+
+def turntable(yaw: float, preset: Path = PRESET) -> Turntable:
+    """The preset's test turntable (the cameras its runs are scored from), the object turned by ``yaw`` degrees."""
+    import lightning.pytorch as pl
+
+    from lift3d.config import load_mapping, parse
+    from lift3d.experiment import ExperimentConfig
+    from lift3d.registry import find
+
+    cfg = parse(ExperimentConfig, load_mapping(preset, ["system.geometry_convert_from=none", "system.prompt_processor.prompt=none"]))
+    orbit = find(cfg.data_type, pl.LightningDataModule)(cfg.data).test_dataset
+    cams = [orbit.camera(i, azimuth_offset=yaw) for i in range(len(orbit))]
+    res = cfg.data.eval_resolution
+    cat = lambda name: torch.cat([getattr(c, name) for c in cams])  # noqa: E731
     return Turntable(
-        rgb=torch.zeros(frames, 3, resolution, resolution), opacity=torch.zeros(frames, resolution, resolution),
-        elevation=full(15.0), azimuth=azimuth, distance=full(2.5), fovy=full(45.0),
-        light_position=torch.tensor([[3.0, 0.0, 3.0]]).repeat(frames, 1),
+        rgb=torch.zeros(len(cams), 3, res, res), opacity=torch.zeros(len(cams), res, res), elevation=cat("elevation"),
+        azimuth=cat("azimuth"), distance=cat("distance"), fovy=cat("fovy"), light_position=cat("light_position"),
     )
 
 
