@@ -31,6 +31,13 @@ def pixel_prior(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def camera_pixel_prior(tmp_path_factory):
+    from tiny_priors import build_pixel_prior
+
+    return build_pixel_prior(tmp_path_factory.mktemp("priors") / "tiny-camera", camera_conditioned=True)
+
+
+@pytest.fixture(scope="session")
 def latent_view_prior(tmp_path_factory):
     from tiny_priors import build_latent_view_prior
 

@@ -58,14 +58,19 @@ def build_latent_prior(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def build_pixel_prior(path: Path, seed: int = 0, resolution: int = 16) -> Path:
-    """DeepFloyd-IF-like: T5 text encoder, no VAE, pixel UNet with learned variance (6 output channels)."""
+def build_pixel_prior(path: Path, seed: int = 0, resolution: int = 16, camera_conditioned: bool = False) -> Path:
+    """DeepFloyd-IF-like: T5 text encoder, no VAE, pixel UNet with learned variance (6 output channels).
+
+    ``camera_conditioned``: the UNet also takes the camera's ray map after the image (3 + 6 input
+    channels), and ``model_index.json`` says so, as ``bundled:text-camera`` does."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import T5Config, T5EncoderModel
 
+    from lift3d.priors.text_prior.camera import MARKER_KEY, RAYMAP_CHANNELS
+
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=resolution, in_channels=3, out_channels=6, block_out_channels=(8, 16), layers_per_block=1,
+        sample_size=resolution, in_channels=3 + (RAYMAP_CHANNELS if camera_conditioned else 0), out_channels=6, block_out_channels=(8, 16), layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4,
     )
@@ -76,7 +81,8 @@ def build_pixel_prior(path: Path, seed: int = 0, resolution: int = 16) -> Path:
     word_tokenizer().save_pretrained(path / "tokenizer")
     DDPMScheduler(beta_schedule="squaredcos_cap_v2", variance_type="learned_range").save_pretrained(path / "scheduler")
     _index(path, {"unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": ["transformers", "T5EncoderModel"],
-                  "tokenizer": ["transformers", "PreTrainedTokenizerFast"], "scheduler": ["diffusers", "DDPMScheduler"]})
+                  "tokenizer": ["transformers", "PreTrainedTokenizerFast"], "scheduler": ["diffusers", "DDPMScheduler"],
+                  **({MARKER_KEY: "raymap"} if camera_conditioned else {})})
     return path
 
 

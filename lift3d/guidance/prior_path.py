@@ -17,7 +17,7 @@ def resolve_prior_path(name_or_path: str) -> Path:
             raise PriorError(f"no bundled prior {name!r}{suggest(name, list(BUNDLED))}; bundled priors: {sorted(BUNDLED)}")
         path = BUNDLED[name]
         if not (path / "model_index.json").is_file():
-            raise PriorError(f"bundled prior {name!r} is missing from {path}; reinstall lift3d or train it with scripts/train_{name}_prior.py")
+            raise PriorError(f"bundled prior {name!r} is missing from {path}; reinstall lift3d or train it again as {path / 'README.md'} says")
         return path
     if not name_or_path:
         raise PriorError("no prior given; set system.guidance.pretrained_model_name_or_path to a directory in diffusers layout")

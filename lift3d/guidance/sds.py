@@ -25,6 +25,7 @@ from lift3d.guidance.diffusers_prior import FrozenPrior, load_frozen_prior
 from lift3d.guidance.noise_prediction import guard_finite, to_epsilon
 from lift3d.guidance.prior_path import resolve_prior_path
 from lift3d.guidance.traced_unet import TraceDtype
+from lift3d.priors.text_prior.camera import RAYMAP_CHANNELS, camera_raymap, is_camera_conditioned
 from lift3d.prompts.base import PromptEmbeddings
 from lift3d.registry import register
 
@@ -121,10 +122,14 @@ class DiffusersSDSGuidance(BaseGuidance):
         super().__init__(cfg)
         self.prior: FrozenPrior = load_frozen_prior(resolve_prior_path(cfg.pretrained_model_name_or_path))
         self.prior.set_trace_dtype(cfg.cpu_trace_dtype)
-        channels = self.prior.vae.config.latent_channels if self.prior.vae is not None else 3
-        if self.prior.in_channels != channels:
+        self.camera_conditioned = is_camera_conditioned(self.prior.path)
+        channels = (self.prior.vae.config.latent_channels if self.prior.vae is not None else 3)
+        expected = channels + (RAYMAP_CHANNELS if self.camera_conditioned else 0)
+        if self.prior.in_channels != expected:
+            what = f"a camera-conditioned text prior needs {channels} + {RAYMAP_CHANNELS} (its ray map)" if self.camera_conditioned \
+                else f"a text prior needs {channels}"
             raise PriorError(
-                f"prior's UNet takes {self.prior.in_channels} input channels but a text prior needs {channels}; "
+                f"prior's UNet takes {self.prior.in_channels} input channels but {what}; "
                 "is this an image-conditioned prior? use its own guidance"
             )
         self.global_step = 0
@@ -147,11 +152,20 @@ class DiffusersSDSGuidance(BaseGuidance):
         """The UNet's input space: VAE latents (latent prior) or [-1, 1] pixels (pixel prior)."""
         return encode_renders(rgb, self.prior.image_size, self.prior.vae)
 
-    def predict_noise(self, noisy: Tensor, t: Tensor, cond: Tensor, uncond: Tensor) -> Tensor:
-        """Classifier-free-guided noise prediction (ε, whatever the prior predicts)."""
+    def prior_camera(self, batch: CameraBatch, like: Tensor) -> Float[Tensor, "B 6 S S"] | None:
+        """The cameras as a camera-conditioned prior takes them (their ray maps at ``like``'s
+        resolution, :func:`~lift3d.priors.text_prior.camera.camera_raymap`); None for other priors."""
+        if not self.camera_conditioned:
+            return None
+        return camera_raymap(batch.c2w, batch.fovy, like.shape[-1]).to(like.device, like.dtype)
+
+    def predict_noise(self, noisy: Tensor, t: Tensor, cond: Tensor, uncond: Tensor, camera: Tensor | None = None) -> Tensor:
+        """Classifier-free-guided noise prediction (ε, whatever the prior predicts); ``camera``
+        (:meth:`prior_camera`) goes to both branches of a camera-conditioned prior."""
         inp = torch.cat([noisy, noisy]).to(self.prior.dtype)
         emb = torch.cat([cond, uncond]).to(self.prior.dtype)
-        out = self.prior.denoise(inp, torch.cat([t, t]), emb).float()
+        unet_in = inp if camera is None else torch.cat([inp, torch.cat([camera, camera]).to(inp.dtype)], dim=1)
+        out = self.prior.denoise(unet_in, torch.cat([t, t]), emb).float()
         if out.shape[1] == 2 * noisy.shape[1]:  # learned variance (DeepFloyd IF): keep the prediction half
             out = out[:, : noisy.shape[1]]
         a = self.prior.alphas_cumprod[torch.cat([t, t])].view(-1, 1, 1, 1)
@@ -159,12 +173,12 @@ class DiffusersSDSGuidance(BaseGuidance):
         eps_cond, eps_uncond = eps.chunk(2)
         return eps_uncond + self.cfg.guidance_scale * (eps_cond - eps_uncond)
 
-    def sds_gradient(self, x: Tensor, cond: Tensor, uncond: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    def sds_gradient(self, x: Tensor, cond: Tensor, uncond: Tensor, t: Tensor, noise: Tensor, camera: Tensor | None = None) -> Tensor:
         """w(t) * (eps_hat - eps), clipped, for given timesteps and noise."""
         a = self.prior.alphas_cumprod[t].view(-1, 1, 1, 1)
         with torch.no_grad():
             noisy = a.sqrt() * x + (1 - a).sqrt() * noise
-            eps_hat = self.predict_noise(noisy, t, cond, uncond)
+            eps_hat = self.predict_noise(noisy, t, cond, uncond, camera)
         eps_hat, self.last_nonfinite_fraction = guard_finite(
             eps_hat, self.cfg.max_nonfinite_fraction, self.global_step, self.prior.path
         )
@@ -197,7 +211,7 @@ class DiffusersSDSGuidance(BaseGuidance):
 
     def distillation_gradient(self, x: Tensor, cond: Tensor, uncond: Tensor, t: Tensor, noise: Tensor, batch: CameraBatch) -> Tensor:
         """The gradient the first loss applies to ``x`` (times the batch size): SDS's by default."""
-        return self.sds_gradient(x, cond, uncond, t, noise)
+        return self.sds_gradient(x, cond, uncond, t, noise, self.prior_camera(batch, x))
 
     def extra_losses(self, x: Tensor, cond: Tensor, batch: CameraBatch) -> dict[str, Tensor]:
         """Further named losses from the detached prior input ``x`` (VSD's LoRA loss); none for SDS."""

@@ -89,12 +89,12 @@ class SJCGuidance(DiffusersSDSGuidance):
         a = self.prior.alphas_cumprod[t]
         return ((1 - a) / a).sqrt()
 
-    def paas_score(self, y: Tensor, cond: Tensor, uncond: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    def paas_score(self, y: Tensor, cond: Tensor, uncond: Tensor, t: Tensor, noise: Tensor, camera: Tensor | None = None) -> Tensor:
         """sigma times the perturb-and-average score estimate of ``y`` (see the module docstring)."""
         sigma = self.sigma(t).view(-1, 1, 1, 1)
         z = y + sigma * noise
         with torch.no_grad():
-            eps_hat = self.predict_noise(z / (1 + sigma**2).sqrt(), t, cond, uncond)
+            eps_hat = self.predict_noise(z / (1 + sigma**2).sqrt(), t, cond, uncond, camera)
         eps_hat, self.last_nonfinite_fraction = guard_finite(eps_hat, self.cfg.max_nonfinite_fraction, self.global_step, self.prior.path)
         denoised = z - sigma * eps_hat
         score = (denoised - y) / sigma if self.cfg.variance_reduction else (denoised - z) / sigma
@@ -106,9 +106,9 @@ class SJCGuidance(DiffusersSDSGuidance):
     def encode(self, rgb: Float[Tensor, "B H W C"]) -> Float[Tensor, "B K S S"]:
         return self.to_prior_space(rgb)
 
-    def sds_gradient(self, x: Tensor, cond: Tensor, uncond: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    def sds_gradient(self, x: Tensor, cond: Tensor, uncond: Tensor, t: Tensor, noise: Tensor, camera: Tensor | None = None) -> Tensor:
         """The loss ascends the score: SDS's forward forms its loss from minus the PAAS score."""
-        return -self.paas_score(x, cond, uncond, t, noise)
+        return -self.paas_score(x, cond, uncond, t, noise, camera)
 
     def step_info(self, t: Tensor) -> dict[str, float]:
         return {"sigma": float(self.sigma(t).mean())}

@@ -30,6 +30,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from lift3d.data.batch import CameraBatch
+from lift3d.errors import PriorError
 from lift3d.guidance.camera_lora import CameraConditionedLoRA, LoRAConfig, flatten_camera
 from lift3d.guidance.noise_prediction import guard_finite, to_epsilon
 from lift3d.guidance.sds import DiffusersSDSGuidance, SDSWeighting, TextPriorGuidanceConfig, weighted_residual
@@ -69,6 +70,11 @@ class VSDGuidance(DiffusersSDSGuidance):
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
+        if self.camera_conditioned:
+            raise PriorError(
+                f"vsd-guidance adds its own camera embedding to the prior's UNet, but the prior at {self.prior.path} is "
+                "camera-conditioned already; use a text prior without camera conditioning (e.g. bundled:text)"
+            )
         self.lora = CameraConditionedLoRA(cfg.lora, self.prior.unet)
 
     def _ensure_device(self, device: torch.device) -> None:

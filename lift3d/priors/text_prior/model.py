@@ -11,6 +11,7 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
+from lift3d.priors.text_prior.camera import RAYMAP_CHANNELS
 from lift3d.priors.world.catalog import COLOURS, KINDS
 from lift3d.prompts.view_dependent import VIEW_NAMES
 
@@ -52,11 +53,15 @@ def build_text_encoder() -> CLIPTextModel:
     return CLIPTextModel(cfg)
 
 
-def build_unet(resolution: int = 32, in_channels: int = 3) -> UNet2DConditionModel:
-    """The bundled priors' UNet (the view prior feeds it 6 channels: noisy target ++ reference)."""
+def build_unet(resolution: int = 32, in_channels: int = 3, camera_conditioned: bool = False) -> UNet2DConditionModel:
+    """The bundled priors' UNet (the view prior feeds it 6 channels: noisy target ++ reference).
+
+    ``camera_conditioned``: the UNet also takes the camera's ray map
+    (:func:`lift3d.priors.text_prior.camera.camera_raymap`), concatenated after the image channels.
+    """
     return UNet2DConditionModel(
         sample_size=resolution,
-        in_channels=in_channels,
+        in_channels=in_channels + (RAYMAP_CHANNELS if camera_conditioned else 0),
         out_channels=3,
         block_out_channels=(32, 64, 96),
         layers_per_block=1,
@@ -68,5 +73,6 @@ def build_unet(resolution: int = 32, in_channels: int = 3) -> UNet2DConditionMod
     )
 
 
-def build_scheduler() -> DDPMScheduler:
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
+def build_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:
+    """The text priors' noise schedule; ``bundled:text`` predicts ε, ``bundled:text-camera`` x0 (``sample``)."""
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type)
