@@ -198,3 +198,31 @@ def test_redrawing_the_raymap_weights_keeps_the_image_weights_and_matches_their_
     redraw_raymap_weights(unet, seed=0)
     torch.testing.assert_close(unet.conv_in.weight[:, :3], image, rtol=0, atol=0)
     assert unet.conv_in.weight[:, 3:].std().item() == pytest.approx(image.std().item(), rel=0.15)
+
+
+def test_high_noise_timesteps_come_from_the_noisiest_thirty_percent_at_the_asked_rate():
+    from lift3d.priors.text_prior.train import sample_timesteps
+
+    plain = sample_timesteps(4000, 1000, 0.0, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(plain, torch.randint(0, 1000, (4000,), generator=torch.Generator().manual_seed(0)))
+    assert (sample_timesteps(500, 1000, 1.0, torch.Generator().manual_seed(0)) >= 700).all()
+    half = sample_timesteps(4000, 1000, 0.5, torch.Generator().manual_seed(1))
+    # half from [700, 1000), half uniform (of which 30 % land there too): 65 % in all
+    assert (half >= 700).float().mean().item() == pytest.approx(0.65, abs=0.03)
+    assert half.min() >= 0 and half.max() < 1000
+
+
+@pytest.mark.parametrize("change", ["system.background.random_aug=true", "system.background.color=[1.0,1.0,1.0]",
+                                    "system.background_type=neural-environment-map"])
+def test_rendering_a_grey_trained_prior_on_another_background_is_a_config_error(change):
+    from pathlib import Path
+
+    from lift3d.config import explicit_keys, load_mapping, override_keys, parse
+    from lift3d.errors import ConfigError
+    from lift3d.experiment import ExperimentConfig
+
+    preset = Path(__file__).resolve().parents[1] / "configs" / "magic3d-refine-bundled.yaml"
+    overrides = ["system.prompt_processor.prompt=a cube", "system.geometry_convert_from=x", change]
+    with pytest.raises(ConfigError, match=r"system.background: the prior bundled:text-camera was trained on one background colour, \[0.5, 0.5, 0.5\]"), \
+            explicit_keys(override_keys(overrides)):
+        parse(ExperimentConfig, load_mapping(preset, overrides))

@@ -15,6 +15,7 @@ from lift3d.errors import ConfigError
 from lift3d.materials.base import BaseMaterial
 from lift3d.registry import find, register
 from lift3d.systems.base import BaseLift3DSystem
+from lift3d.systems.prior_background import prior_background_errors
 from lift3d.systems.optim import OptimizerConfig, build_lr_schedule, build_optimizer, param_lr_errors
 from lift3d.utils.images import side_by_side, write_video
 from lift3d.utils.io import write_png
@@ -125,6 +126,7 @@ class DreamFusionSystem(BaseLift3DSystem):
                               f"{fix}, or use {path}.material_type=no-material")
             if _ever_positive(cfg.loss.get("lambda_orient", 0.0)):
                 errors.append(f"{path}.loss.lambda_orient: the orientation loss needs normals but geometry.normal_type is none; {fix}")
+        errors += prior_background_errors(cfg, path)
         names = cls.trainable_parameter_names(cfg)
         if names is not None:
             errors += param_lr_errors(cfg.optimizer.param_lrs, names)

@@ -49,16 +49,18 @@ def spherical_raymap(
     return camera_raymap(look_at(spherical_to_position(elevation_deg, azimuth_deg, distance)), fovy_deg, resolution)
 
 
+def _model_index(prior_path: Path) -> dict:
+    """A diffusers-layout prior's ``model_index.json`` ({} without one)."""
+    index = Path(prior_path) / "model_index.json"
+    return json.loads(index.read_text()) if index.is_file() else {}
+
+
 def training_background(prior_path: Path) -> tuple[float, float, float] | None:
     """The one background colour a prior was trained on (its ``model_index.json``), or None."""
-    index = Path(prior_path) / "model_index.json"
-    colour = json.loads(index.read_text()).get(BACKGROUND_KEY) if index.is_file() else None
+    colour = _model_index(prior_path).get(BACKGROUND_KEY)
     return None if colour is None else tuple(float(c) for c in colour)
 
 
 def is_camera_conditioned(prior_path: Path) -> bool:
     """Whether the prior at ``prior_path`` (diffusers layout) takes a ray map (its ``model_index.json`` says so)."""
-    index = Path(prior_path) / "model_index.json"
-    if not index.is_file():
-        return False
-    return json.loads(index.read_text()).get(MARKER_KEY) == "raymap"
+    return _model_index(prior_path).get(MARKER_KEY) == "raymap"

@@ -119,13 +119,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.prediction_type != "epsilon" and args.snr_gamma is not None:
         ap.error("--snr-gamma weights an epsilon loss; drop it or use --prediction-type epsilon")
+    if args.redraw_raymap_weights and not (args.camera and args.init_from):
+        ap.error("--redraw-raymap-weights redraws the ray-map weights of a prior loaded by --init-from; add --camera and --init-from, or drop it")
     build_unet = functools.partial(build_prior_unet, camera_conditioned=args.camera)
     if args.export_only:
         st = torch.load(args.out / "state.pt", weights_only=False)
         unet, text_encoder = build_unet(), build_text_encoder()
         unet.load_state_dict(st["ema_unet"])
         text_encoder.load_state_dict(st["ema_text"])
-        export(args.out / "prior", unet, text_encoder, build_tokenizer(), build_scheduler(st.get("prediction_type", "epsilon")), args.camera, args.background)
+        background = st.get("background", args.background)  # runs before 2026-12-06 did not record theirs
+        export(args.out / "prior", unet, text_encoder, build_tokenizer(), build_scheduler(st.get("prediction_type", "epsilon")), args.camera, background)
         print(f"prior (EMA weights at step {st['step']}) written to {args.out / 'prior'}")
         return
     torch.set_num_threads(args.threads)
@@ -208,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
             atomic_save_torch(
                 {"unet": unet.state_dict(), "text_encoder": text_encoder.state_dict(), "ema_unet": ema_unet.state_dict(),
                  "ema_text": ema_text.state_dict(), "opt": opt.state_dict(), "gen": g.get_state(),
-                 "torch_rng": torch.get_rng_state(), "step": step, "wall": wall, "prediction_type": args.prediction_type},
+                 "torch_rng": torch.get_rng_state(), "step": step, "wall": wall, "prediction_type": args.prediction_type,
+                 "background": args.background},
                 state_path,
             )
         if step % args.sample_every == 0 or step == args.steps:
